@@ -1,0 +1,51 @@
+# rollcall — one Makefile for set-up, tests, benchmarks and the demo. `make help` lists the targets.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev
+STAMP := $(VENV)/.installed-$(EXTRAS)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test lint typecheck unit integration bench demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rollcall needs Python 3.11 or newer; set PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv and install rollcall with every extra the tests need
+
+lint: $(STAMP) ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+typecheck: $(STAMP) ## mypy only
+	$(BIN)/mypy
+
+test: lint ## set up if needed, then ruff, mypy and the whole pytest suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP) ## unit tests only
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(STAMP) ## integration tests only (real broker, real SQLite)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmarks with figures and ratios against a baseline (grows with each part)
+	$(BIN)/rollcall bench wire
+
+demo: $(STAMP) ## run the system on this machine (today: the embedded broker; the full stack arrives with the TUI)
+	@echo "rollcall demo: today this starts the embedded MQTT broker on 127.0.0.1:1883."
+	@echo "The hub, door devices replaying a clip and the TUI join it as they are built (see CHANGELOG.md)."
+	$(BIN)/rollcall broker --host 127.0.0.1 --port $${ROLLCALL_DEMO_PORT:-1883}
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,312 @@
+"""Typed configuration machinery shared by every role: TOML with line numbers, environment overrides, reports.
+
+A role's config is a pydantic model. :func:`load_config` reads a TOML file, applies environment overrides named
+``ROLLCALL_<ROLE>__<SECTION>__<KEY>`` (the value is read as a TOML value, else as a string) and validates the
+whole thing at once. Every problem becomes one :class:`ConfigProblem` naming the key, the line (or the
+environment variable) it came from, and what is expected; :class:`ConfigError` carries them all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from edge.wire import DEFAULT_PREFIX, check_id
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _to_path(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return Path(value).expanduser()
+    return value
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin' or 'UTC'") from None
+    return value
+
+
+def _check_entity_id(value: str) -> str:
+    return check_id(value)
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_to_path)]
+"""A filesystem path written as a string in TOML; ``~`` is expanded."""
+EntityIdSetting = Annotated[str, AfterValidator(_check_entity_id)]
+TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class Section(BaseModel):
+    """Base of every config table: strict types, unknown keys refused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class SiteSettings(Section):
+    """Which site this process belongs to; the site id is part of every topic."""
+
+    id: EntityIdSetting = "main"
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = DEFAULT_PREFIX
+    timezone: TimeZoneName = "UTC"
+
+
+class TlsSettings(Section):
+    """TLS to the broker: CA to trust, optional client certificate and key."""
+
+    enabled: bool = False
+    ca_file: ConfigPath | None = None
+    cert_file: ConfigPath | None = None
+    key_file: ConfigPath | None = None
+    insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
+        return self
+
+
+class MqttSettings(Section):
+    """How to reach the broker."""
+
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Port = 1883
+    keepalive_s: Annotated[int, Field(ge=2, le=3600)] = 30
+    client_id: EntityIdSetting | None = None
+    username: str | None = None
+    password: str | None = None
+    password_file: ConfigPath | None = None
+    reconnect_min_s: Annotated[int, Field(ge=1, le=3600)] = 1
+    reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 60
+    tls: TlsSettings = TlsSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttSettings:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("a password needs a username")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        return self
+
+    def client_id_for(self, role: str, entity: str) -> str:
+        """The configured fixed client id, or ``<role>-<entity>`` (stable across restarts: persistent session)."""
+        return self.client_id or f"{role}-{entity}"
+
+    def resolved_password(self) -> str | None:
+        """The password from ``password`` or from the first line of ``password_file``."""
+        if self.password_file is not None:
+            return self.password_file.read_text().splitlines()[0] if self.password_file.exists() else None
+        return self.password
+
+
+# --- locating keys in the TOML text ----------------------------------------------------------------------------
+
+_TABLE_RE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY_RE = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+
+
+def _split_key(dotted: str) -> list[str]:
+    parts = re.findall(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""", dotted)
+    return [p.strip("\"'") for p in parts]
+
+
+def locate_keys(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map each key path in TOML ``text`` to the 1-based line that defines it (tables to their header line)."""
+    lines: dict[tuple[str | int, ...], int] = {}
+    table: tuple[str | int, ...] = ()
+    array_counts: dict[tuple[str | int, ...], int] = {}
+    in_multiline: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if in_multiline:
+            if line.count(in_multiline) % 2 == 1:
+                in_multiline = None
+            continue
+        table_match = _TABLE_RE.match(line)
+        if table_match:
+            path: tuple[str | int, ...] = tuple(_split_key(table_match[2]))
+            if table_match[1] == "[[":
+                index = array_counts.get(path, 0)
+                array_counts[path] = index + 1
+                path = (*path, index)
+            table = path
+            lines.setdefault(table, number)
+            continue
+        key_match = _KEY_RE.match(line)
+        if key_match:
+            lines[(*table, *_split_key(key_match[1]))] = number
+            rest = line[key_match.end() :]
+            for quote in ('"""', "'''"):
+                if rest.count(quote) % 2 == 1:
+                    in_multiline = quote
+    return lines
+
+
+# --- problems and loading --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One bad key: where it came from, which key, and what is expected."""
+
+    source: str
+    key: str
+    problem: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        return f"{where}: {self.key}: {self.problem}"
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``problems`` lists every bad key."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The keys a table at ``loc`` accepts, for 'unknown key' messages."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", None) or ()
+        candidates = [annotation, *args]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            for c in args:
+                inner = getattr(c, "__args__", None) or ()
+                nested += [i for i in inner if isinstance(i, type) and issubclass(i, BaseModel)]
+        if not nested:
+            return []
+        current = nested[0]
+    return list(getattr(current, "model_fields", {}))
+
+
+def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
+    kind = error["type"]
+    loc = tuple(error["loc"])
+    if kind == "extra_forbidden":
+        expected = _fields_at(model, loc[:-1])
+        return "unknown key" + (f"; expected one of: {', '.join(expected)}" if expected else "")
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ")
+    shown = repr(error.get("input"))
+    if "input" in error and not isinstance(error["input"], dict) and shown not in message:
+        message += f" (got {error['input']!r})"
+    return message
+
+
+def env_overrides(role: str, environ: Mapping[str, str]) -> dict[tuple[str, ...], tuple[str, Any]]:
+    """Overrides from ``ROLLCALL_<ROLE>__A__B=value``: key path → (variable name, parsed value)."""
+    prefix = f"ROLLCALL_{role.upper()}__"
+    found: dict[tuple[str, ...], tuple[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(prefix) or name == prefix:
+            continue
+        path = tuple(part.lower() for part in name[len(prefix) :].split("__"))
+        try:
+            value: Any = tomllib.loads(f"value = {raw}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # plain words (host names, paths) need no TOML quoting
+        found[path] = (name, value)
+    return found
+
+
+def _apply(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(
+    model: type[ModelT],
+    path: Path | None,
+    role: str,
+    environ: Mapping[str, str] | None = None,
+) -> ModelT:
+    """Load and validate ``model`` from TOML at ``path`` (None: defaults only) plus environment overrides.
+
+    Raises :class:`ConfigError` listing every problem, each with the file line or the variable it came from.
+    """
+    environ = os.environ if environ is None else environ
+    source = str(path) if path is not None else "<defaults>"
+    text = ""
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError([ConfigProblem(source, "<file>", "no such file; pass an existing TOML file")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([ConfigProblem(source, "<file>", f"cannot read it: {exc}")]) from None
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(source, "<file>", f"not valid TOML: {exc}")]) from None
+    key_lines = locate_keys(text)
+    overrides = env_overrides(role, environ)
+    for key_path, (_, value) in overrides.items():
+        _apply(data, key_path, value)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems: list[ConfigProblem] = []
+        for error in exc.errors(include_url=False):
+            loc = tuple(error["loc"])
+            origin, line = source, None
+            for key_path, (variable, _) in overrides.items():
+                if loc[: len(key_path)] == key_path or key_path[: len(loc)] == loc:
+                    origin = f"environment {variable}"
+                    break
+            else:
+                line = next((key_lines[loc[:cut]] for cut in range(len(loc), 0, -1) if loc[:cut] in key_lines), None)
+            problems.append(ConfigProblem(origin, _dotted(loc), _describe(error, model), line))
+        # File order first (as a person reads the file), then what came from the environment or has no line.
+        problems.sort(key=lambda p: (p.line is None, p.line or 0))
+        raise ConfigError(problems) from None

@@ -1,0 +1,707 @@
+"""The wire contract: every MQTT topic rollcall uses and the strict, versioned schema of every payload.
+
+This module is imported by door devices, the hub and the TUI alike, so it must stay light: it imports the
+standard library and pydantic only (never numpy, cv2, onnxruntime or textual; a test enforces that).
+
+Topics are ``<prefix>/<site>/<role>/<id>/<leaf>`` for devices and agents and ``<prefix>/<site>/hub/<leaf>`` for the
+hub. Every payload is a JSON object with a version field ``v``. Decoding is strict: an unknown field, a wrong type,
+a missing field, an unknown version, a payload that speaks for another device than its topic, or an oversized
+payload raises :class:`WireError`, whose message names the topic and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    model_validator,
+)
+
+WIRE_VERSION = 1
+"""The payload version this build writes. Decoders accept the versions in :data:`SUPPORTED_VERSIONS`."""
+
+SUPPORTED_VERSIONS = frozenset({1})
+
+DEFAULT_PREFIX = "rollcall"
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+"""Cap for ordinary JSON payloads."""
+
+MAX_BINARY_PAYLOAD_BYTES = 2 * 1024 * 1024
+"""Cap for payloads that carry an image or a gallery chunk (base64 inside JSON)."""
+
+MAX_ACK_IDS = 1000
+"""Most event ids one ack may name; the hub splits larger commits into several acks."""
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ULID_RE = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+_SHA256_RE = r"^[0-9a-f]{64}$"
+
+
+class WireError(ValueError):
+    """A payload or topic that breaks the contract; ``field`` names where (``"<payload>"`` for the whole)."""
+
+    def __init__(self, topic: str, field: str, problem: str) -> None:
+        self.topic = topic
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{topic}: {field}: {problem}")
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """Return ``value`` if it is usable as one topic level (device, agent, site or client id), else raise."""
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not valid: use 1-64 characters from letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+EntityId = Annotated[str, Field(pattern=_ID_RE.pattern)]
+Ulid = Annotated[str, Field(pattern=_ULID_RE)]
+# Naive datetimes are refused: rollcall only speaks offset-aware time, normalised to UTC.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+ShortText = Annotated[str, Field(max_length=256)]
+ImageType = Literal["image/jpeg", "image/webp", "image/png"]
+
+
+class _Payload(BaseModel):
+    """Common base: strict types, no unknown fields, immutable."""
+
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+    kind: ClassVar[str]
+    """The payload kind's name, as docs/wire.md and error messages use it."""
+    entity_field: ClassVar[str | None] = None
+    """The field that must equal the device or agent id in the topic (a device speaks only for itself)."""
+    binary: ClassVar[bool] = False
+    """Whether the payload carries an image or chunk and so gets the larger size cap."""
+
+    v: int = WIRE_VERSION
+
+
+# --- device payloads -----------------------------------------------------------------------------------------
+
+
+class Status(_Payload):
+    """Connection state of a device, agent or the hub; retained. ``offline`` is the last will."""
+
+    kind = "status"
+    entity_field = "client"
+    client: EntityId
+    state: Literal["online", "offline", "stopped"]
+    at: UtcTime | None = None
+    software: ShortText | None = None
+
+
+class Health(_Payload):
+    """Periodic vital signs of a door device."""
+
+    kind = "health"
+    entity_field = "device"
+    device: EntityId
+    at: UtcTime
+    uptime_s: NonNegFloat
+    fps: NonNegFloat
+    cpu_percent: NonNegFloat
+    temperature_c: float | None = None
+    disk_free_mb: NonNegFloat | None = None
+    outbox_depth: NonNegInt
+    oldest_unacked_s: NonNegFloat | None = None
+    dropped_snapshots: NonNegInt = 0
+    refused_events: NonNegInt = 0
+    gallery_version: NonNegInt | None = None
+    gallery_error: ShortText | None = None
+    model_pack: ShortText | None = None
+
+
+class Event(_Payload):
+    """A recognition event: a track confirmed (``seen``) or ended (``left``). ``person_id`` None = unknown face."""
+
+    kind = "event"
+    entity_field = "device"
+    event_id: Ulid
+    device: EntityId
+    seq: NonNegInt
+    at: UtcTime
+    type: Literal["seen", "left"]
+    person_id: EntityId | None
+    score: Annotated[float, Field(ge=-1.0, le=1.0)]
+    margin: Annotated[float, Field(ge=0.0, le=2.0)]
+    track: NonNegInt
+    quality: Ratio
+    has_snapshot: bool
+    gallery_version: NonNegInt | None = None
+
+
+class Snapshot(_Payload):
+    """The best face crop of an event's track, JPEG, base64 in ``data``."""
+
+    kind = "snapshot"
+    entity_field = "device"
+    binary = True
+    event_id: Ulid
+    device: EntityId
+    at: UtcTime
+    content_type: Literal["image/jpeg"]
+    width: Annotated[int, Field(ge=1, le=4096)]
+    height: Annotated[int, Field(ge=1, le=4096)]
+    data: bytes
+
+
+class Ack(_Payload):
+    """The hub's application-level ack: these events (and snapshots) are committed; the sender may delete them."""
+
+    kind = "ack"
+    entity_field = "client"
+    client: EntityId
+    at: UtcTime
+    event_ids: Annotated[list[Ulid], Field(max_length=MAX_ACK_IDS)]
+    snapshot_ids: Annotated[list[Ulid], Field(max_length=MAX_ACK_IDS)] = []
+
+
+class GalleryManifest(_Payload):
+    """Describes the device's gallery; retained. The gallery bytes arrive in ``chunks`` chunk messages."""
+
+    kind = "gallery_manifest"
+    entity_field = "device"
+    device: EntityId
+    version: Annotated[int, Field(ge=1)]
+    created_at: UtcTime
+    model_id: ShortText
+    embedding_size: Annotated[int, Field(ge=16, le=4096)]
+    people: NonNegInt
+    format: Annotated[str, Field(pattern=r"^[a-z0-9+._-]{1,64}$")]
+    size_bytes: NonNegInt
+    chunks: NonNegInt
+    sha256: Annotated[str, Field(pattern=_SHA256_RE)]
+
+
+class GalleryChunk(_Payload):
+    """One piece of a gallery; retained under its index so a device that boots offline-then-online finds them."""
+
+    kind = "gallery_chunk"
+    entity_field = "device"
+    binary = True
+    device: EntityId
+    version: Annotated[int, Field(ge=1)]
+    index: NonNegInt
+    total: Annotated[int, Field(ge=1)]
+    data: bytes
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> GalleryChunk:
+        if self.index >= self.total:
+            raise ValueError(f"index {self.index} must be below total {self.total}")
+        return self
+
+
+class DeviceCommand(_Payload):
+    """A command for a door device from the hub or supervisor."""
+
+    kind = "device_command"
+    command_id: Ulid
+    at: UtcTime
+    action: Literal["enrol_capture", "snapshot", "reload_config"]
+    person_id: EntityId | None = None
+    count: Annotated[int, Field(ge=1, le=50)] | None = None
+    issued_by: ShortText
+
+    @model_validator(mode="after")
+    def _enrol_names_person(self) -> DeviceCommand:
+        if self.action == "enrol_capture" and self.person_id is None:
+            raise ValueError("enrol_capture needs person_id")
+        return self
+
+
+# --- agent payloads ------------------------------------------------------------------------------------------
+
+
+class Screen(_Payload):
+    """A workstation screen image: the small retained thumbnail, or a full snapshot on request."""
+
+    kind = "screen"
+    entity_field = "agent"
+    binary = True
+    agent: EntityId
+    at: UtcTime
+    content_type: ImageType
+    width: Annotated[int, Field(ge=1, le=8192)]
+    height: Annotated[int, Field(ge=1, le=8192)]
+    changed_fraction: Ratio
+    full: bool = False
+    data: bytes
+
+
+class ActivityInterval(_Payload):
+    """A merged stretch of one input state."""
+
+    kind = "activity_interval"
+    state: Literal["active", "idle", "locked"]
+    start: UtcTime
+    end: UtcTime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ActivityInterval:
+        if self.end < self.start:
+            raise ValueError("end is before start")
+        return self
+
+
+class WindowInfo(_Payload):
+    """The active window; either part may be unavailable (Wayland) and is then None."""
+
+    kind = "window"
+    title: Annotated[str, Field(max_length=1024)] | None
+    app: ShortText | None
+
+
+class FileChange(_Payload):
+    """One change in a watched folder."""
+
+    kind = "file_change"
+    path: Annotated[str, Field(max_length=4096)]
+    change: Literal["created", "modified", "deleted", "moved"]
+    at: UtcTime
+    dest_path: Annotated[str, Field(max_length=4096)] | None = None
+
+
+class Activity(_Payload):
+    """A batch of workstation activity, delivered through the outbox and acked like door events."""
+
+    kind = "activity"
+    entity_field = "agent"
+    event_id: Ulid
+    agent: EntityId
+    seq: NonNegInt
+    at: UtcTime
+    user: ShortText | None = None
+    session: Literal["start", "end"] | None = None
+    intervals: Annotated[list[ActivityInterval], Field(max_length=500)] = []
+    window: WindowInfo | None = None
+    files: Annotated[list[FileChange], Field(max_length=1000)] = []
+
+
+class AgentCommand(_Payload):
+    """A command for a workstation agent from the supervisor."""
+
+    kind = "agent_command"
+    command_id: Ulid
+    at: UtcTime
+    action: Literal["message", "lock", "unlock", "screenshot"]
+    text: Annotated[str, Field(max_length=2000)] | None = None
+    unlock_after_s: Annotated[int, Field(ge=1, le=86400)] | None = None
+    issued_by: ShortText
+
+    @model_validator(mode="after")
+    def _message_has_text(self) -> AgentCommand:
+        if self.action == "message" and not self.text:
+            raise ValueError("message needs text")
+        return self
+
+
+# --- hub payloads --------------------------------------------------------------------------------------------
+
+
+class PresenceEntry(_Payload):
+    """One person's presence."""
+
+    kind = "presence_entry"
+    person_id: EntityId
+    name: ShortText
+    state: Literal["in", "out", "unknown"]
+    since: UtcTime | None
+    door: EntityId | None
+
+
+class Presence(_Payload):
+    """Who is in; retained and republished on every change."""
+
+    kind = "presence"
+    at: UtcTime
+    people: Annotated[list[PresenceEntry], Field(max_length=100_000)]
+
+
+class Alert(_Payload):
+    """An alert as it stands now (published on every change of state or count)."""
+
+    kind = "alert"
+    alert_id: Ulid
+    rule: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")]
+    severity: Literal["info", "warning", "critical"]
+    state: Literal["open", "acknowledged", "resolved"]
+    subject: ShortText
+    message: Annotated[str, Field(max_length=2000)]
+    first_at: UtcTime
+    last_at: UtcTime
+    count: Annotated[int, Field(ge=1)]
+    device: EntityId | None = None
+    person_id: EntityId | None = None
+    acknowledged_by: ShortText | None = None
+
+
+class Request(_Payload):
+    """A question or command for the hub; the reply goes to ``reply_to`` (MQTT 3.1.1 has no response topic)."""
+
+    kind = "request"
+    request_id: Ulid
+    client: EntityId
+    sent_at: UtcTime
+    method: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.]{0,63}$")]
+    params: dict[str, JsonValue] = {}
+    reply_to: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class ReplyError(_Payload):
+    """Why a request failed: a stable code and a message for people."""
+
+    kind = "reply_error"
+    code: Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")]
+    message: Annotated[str, Field(max_length=2000)]
+
+
+class Reply(_Payload):
+    """The hub's answer to one request."""
+
+    kind = "reply"
+    binary = True  # replies may carry photos (attendance, snapshots)
+    request_id: Ulid
+    ok: bool
+    result: JsonValue = None
+    error: ReplyError | None = None
+
+    @model_validator(mode="after")
+    def _error_iff_not_ok(self) -> Reply:
+        if self.ok and self.error is not None:
+            raise ValueError("ok reply must not carry an error")
+        if not self.ok and self.error is None:
+            raise ValueError("failed reply needs an error")
+        return self
+
+
+Payload: TypeAlias = (
+    Status
+    | Health
+    | Event
+    | Snapshot
+    | Ack
+    | GalleryManifest
+    | GalleryChunk
+    | DeviceCommand
+    | Screen
+    | Activity
+    | AgentCommand
+    | Presence
+    | Alert
+    | Request
+    | Reply
+)
+
+PAYLOAD_TYPES: tuple[type[_Payload], ...] = (
+    Status,
+    Health,
+    Event,
+    Snapshot,
+    Ack,
+    GalleryManifest,
+    GalleryChunk,
+    DeviceCommand,
+    Screen,
+    Activity,
+    AgentCommand,
+    Presence,
+    Alert,
+    Request,
+    Reply,
+)
+
+# --- topics --------------------------------------------------------------------------------------------------
+
+DEVICE_LEAVES: dict[str, type[_Payload]] = {
+    "status": Status,
+    "health": Health,
+    "event": Event,
+    "snapshot": Snapshot,
+    "ack": Ack,
+    "gallery": GalleryManifest,
+    "gallery/chunk": GalleryChunk,
+    "command": DeviceCommand,
+}
+AGENT_LEAVES: dict[str, type[_Payload]] = {
+    "status": Status,
+    "thumbnail": Screen,
+    "screenshot": Screen,
+    "activity": Activity,
+    "ack": Ack,
+    "command": AgentCommand,
+}
+HUB_LEAVES: dict[str, type[_Payload]] = {
+    "status": Status,
+    "presence": Presence,
+    "alert": Alert,
+    "request": Request,
+    "reply": Reply,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRef:
+    """A parsed rollcall topic: which site, which role and entity, which leaf (and chunk index or reply client)."""
+
+    prefix: str
+    site: str
+    role: Literal["device", "agent", "hub"]
+    entity: str | None
+    leaf: str
+    index: int | None = None
+    reply_client: str | None = None
+
+    @property
+    def schema(self) -> type[_Payload]:
+        """The payload schema that this topic carries."""
+        table = {"device": DEVICE_LEAVES, "agent": AGENT_LEAVES, "hub": HUB_LEAVES}[self.role]
+        return table[self.leaf]
+
+
+_TOPIC_RE = re.compile(
+    r"^(?P<prefix>.+)/(?P<site>[^/]+)/(?:"
+    r"(?P<role>device|agent)/(?P<entity>[^/]+)/(?P<leaf>gallery/chunk|[a-z]+)(?:/(?P<index>[0-9]{1,6}))?"
+    r"|hub/(?P<hubleaf>[a-z]+)(?:/(?P<client>[^/]+))?"
+    r")$"
+)
+
+
+def parse_topic(topic: str) -> TopicRef:
+    """Parse a concrete rollcall topic, or raise :class:`WireError` naming what is wrong with it."""
+    match = _TOPIC_RE.match(topic)
+    if not match:
+        raise WireError(topic, "<topic>", "not a rollcall topic (expected <prefix>/<site>/<role>/...)")
+    prefix, site = match["prefix"], match["site"]
+    if match["role"]:
+        role: Literal["device", "agent", "hub"] = "device" if match["role"] == "device" else "agent"
+        leaf = match["leaf"]
+        leaves = DEVICE_LEAVES if role == "device" else AGENT_LEAVES
+        if leaf not in leaves:
+            raise WireError(topic, "<topic>", f"unknown {role} topic '{leaf}'; known: {', '.join(leaves)}")
+        needs_index = leaf == "gallery/chunk"
+        if needs_index != (match["index"] is not None):
+            raise WireError(topic, "<topic>", "gallery chunk topics end in /<index>; no other topic does")
+        if not _ID_RE.match(match["entity"]):
+            raise WireError(topic, "<topic>", f"{role} id {match['entity']!r} is not valid")
+        index = int(match["index"]) if match["index"] is not None else None
+        return TopicRef(prefix, site, role, match["entity"], leaf, index=index)
+    hubleaf = match["hubleaf"]
+    if hubleaf not in HUB_LEAVES:
+        raise WireError(topic, "<topic>", f"unknown hub topic '{hubleaf}'; known: {', '.join(HUB_LEAVES)}")
+    if (hubleaf == "reply") != (match["client"] is not None):
+        raise WireError(topic, "<topic>", "reply topics are hub/reply/<client>; no other hub topic has a suffix")
+    return TopicRef(prefix, site, "hub", None, hubleaf, reply_client=match["client"])
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Builds every topic for one site. ``prefix`` is configurable per installation (default ``rollcall``)."""
+
+    site: str
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        check_id(self.site, "site")
+        if not self.prefix or any(c in self.prefix for c in "+#") or self.prefix.startswith("/"):
+            raise ValueError(f"topic prefix {self.prefix!r} is not valid: no '+', '#' or leading '/'")
+
+    @property
+    def base(self) -> str:
+        """``<prefix>/<site>``: the root of everything this site publishes."""
+        return f"{self.prefix}/{self.site}"
+
+    def _device(self, device: str, leaf: str) -> str:
+        return f"{self.base}/device/{check_id(device, 'device id')}/{leaf}"
+
+    def _agent(self, agent: str, leaf: str) -> str:
+        return f"{self.base}/agent/{check_id(agent, 'agent id')}/{leaf}"
+
+    def device_status(self, device: str) -> str:
+        """Retained online/offline/stopped of a door device."""
+        return self._device(device, "status")
+
+    def device_health(self, device: str) -> str:
+        """Periodic health of a door device (QoS 0)."""
+        return self._device(device, "health")
+
+    def device_event(self, device: str) -> str:
+        """Recognition events of a door device (QoS 1, never retained)."""
+        return self._device(device, "event")
+
+    def device_snapshot(self, device: str) -> str:
+        """Face crops for events (QoS 1)."""
+        return self._device(device, "snapshot")
+
+    def device_ack(self, device: str) -> str:
+        """The hub's acks to a door device (QoS 1)."""
+        return self._device(device, "ack")
+
+    def device_gallery(self, device: str) -> str:
+        """The retained gallery manifest of a door device."""
+        return self._device(device, "gallery")
+
+    def device_gallery_chunk(self, device: str, index: int) -> str:
+        """One retained gallery chunk."""
+        if index < 0:
+            raise ValueError("chunk index must be >= 0")
+        return self._device(device, f"gallery/chunk/{index}")
+
+    def device_command(self, device: str) -> str:
+        """Commands to a door device (QoS 1)."""
+        return self._device(device, "command")
+
+    def agent_status(self, agent: str) -> str:
+        """Retained online/offline/stopped of a workstation agent."""
+        return self._agent(agent, "status")
+
+    def agent_thumbnail(self, agent: str) -> str:
+        """The retained latest screen thumbnail of a workstation."""
+        return self._agent(agent, "thumbnail")
+
+    def agent_screenshot(self, agent: str) -> str:
+        """A full-size screen snapshot taken on request."""
+        return self._agent(agent, "screenshot")
+
+    def agent_activity(self, agent: str) -> str:
+        """Activity batches of a workstation (QoS 1, outbox-backed, acked)."""
+        return self._agent(agent, "activity")
+
+    def agent_ack(self, agent: str) -> str:
+        """The hub's acks to an agent."""
+        return self._agent(agent, "ack")
+
+    def agent_command(self, agent: str) -> str:
+        """Commands to a workstation agent (QoS 1)."""
+        return self._agent(agent, "command")
+
+    def hub_status(self) -> str:
+        """Retained online/offline/stopped of the hub."""
+        return f"{self.base}/hub/status"
+
+    def hub_presence(self) -> str:
+        """Retained presence board."""
+        return f"{self.base}/hub/presence"
+
+    def hub_alert(self) -> str:
+        """Alert state changes."""
+        return f"{self.base}/hub/alert"
+
+    def hub_request(self) -> str:
+        """Requests to the hub."""
+        return f"{self.base}/hub/request"
+
+    def hub_reply(self, client: str) -> str:
+        """Replies for one requesting client."""
+        return f"{self.base}/hub/reply/{check_id(client, 'client id')}"
+
+    def all_devices(self, leaf: str) -> str:
+        """Subscription filter for one leaf of every device, e.g. ``all_devices('event')``."""
+        return f"{self.base}/device/+/{leaf}"
+
+    def all_agents(self, leaf: str) -> str:
+        """Subscription filter for one leaf of every agent."""
+        return f"{self.base}/agent/+/{leaf}"
+
+
+# --- encode / decode -----------------------------------------------------------------------------------------
+
+
+def encode(payload: _Payload) -> bytes:
+    """Serialise a payload to the JSON bytes that go on the wire."""
+    return payload.model_dump_json().encode()
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith("function-after[") or part in {"str", "int", "float", "bool"}:
+            continue  # pydantic's internal validator steps, not part of the payload's shape
+        else:
+            path += f".{part}" if path else part
+    return path or "<payload>"
+
+
+def _peek_version(topic: str, raw: bytes | str) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireError(topic, "<payload>", f"not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise WireError(topic, "<payload>", f"must be a JSON object, got {type(obj).__name__}")
+    if "v" not in obj:
+        raise WireError(topic, "v", "missing version field")
+    version = obj["v"]
+    if type(version) is not int:
+        raise WireError(topic, "v", f"version must be an integer, got {version!r}")
+    if version not in SUPPORTED_VERSIONS:
+        supported = ", ".join(str(s) for s in sorted(SUPPORTED_VERSIONS))
+        raise WireError(
+            topic, "v", f"unknown version {version}; this build speaks {supported} (upgrade the older side)"
+        )
+    return obj
+
+
+def decode_as(schema: type[_Payload], raw: bytes | str, topic: str = "<no topic>") -> _Payload:
+    """Validate ``raw`` JSON against one schema, raising :class:`WireError` on the first problem."""
+    limit = MAX_BINARY_PAYLOAD_BYTES if schema.binary else MAX_PAYLOAD_BYTES
+    if len(raw) > limit:
+        raise WireError(topic, "<payload>", f"{len(raw)} bytes is over the {limit}-byte limit for {schema.kind}")
+    _peek_version(topic, raw)
+    try:
+        return schema.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        problem = first["msg"]
+        if first["type"] == "extra_forbidden":
+            problem = "unknown field"
+        elif first["type"] == "missing":
+            problem = "missing field"
+        raise WireError(topic, _field_path(tuple(first["loc"])), problem) from None
+
+
+def decode(topic: str, raw: bytes | str) -> tuple[TopicRef, _Payload]:
+    """Decode a message received on ``topic``: parse the topic, validate the payload, check who it speaks for."""
+    ref = parse_topic(topic)
+    payload = decode_as(ref.schema, raw, topic)
+    if ref.entity is not None and payload.entity_field is not None:
+        claimed = getattr(payload, payload.entity_field)
+        if claimed != ref.entity:
+            raise WireError(
+                topic,
+                payload.entity_field,
+                f"payload speaks for {claimed!r} but the topic is for {ref.entity!r}",
+            )
+    return ref, payload
+
+
+def now_utc() -> datetime:
+    """The current UTC time; only for callers at the edge of the program (domain code takes ``now``)."""
+    return datetime.now(UTC)

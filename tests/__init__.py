@@ -1,0 +1,1 @@
+"""rollcall's test suite."""

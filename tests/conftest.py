@@ -1,0 +1,48 @@
+"""Shared fixtures: a real broker per test (Mosquitto, or the embedded one where Mosquitto is absent and allowed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.brokers import BrokerKind, TestBroker, find_mosquitto
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def broker_kind() -> BrokerKind:
+    """Mosquitto when installed; the embedded broker otherwise, unless ROLLCALL_REQUIRE_MOSQUITTO=1 (as in CI)."""
+    if find_mosquitto() is not None:
+        return "mosquitto"
+    if os.environ.get("ROLLCALL_REQUIRE_MOSQUITTO") == "1":
+        pytest.fail(
+            "ROLLCALL_REQUIRE_MOSQUITTO=1 but mosquitto is not installed: `apt-get install mosquitto` "
+            "(.ci/run does this), or unset the variable to test against the embedded broker",
+            pytrace=False,
+        )
+    return "embedded"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[TestBroker]:
+    """A fresh broker on a free loopback port, stopped through its process handle after the test."""
+    instance = TestBroker(kind=broker_kind(), workdir=tmp_path / "broker")
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def embedded_broker(tmp_path: Path) -> Iterator[TestBroker]:
+    """The embedded broker (`rollcall broker`) as a real subprocess."""
+    instance = TestBroker(kind="embedded", workdir=tmp_path / "embedded")
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()

@@ -1,0 +1,1 @@
+"""Integration tests: real brokers, real SQLite files, real processes."""

@@ -1,0 +1,58 @@
+"""The `rollcall` command: check-config for every role, wire decode, help and exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge import wire
+from rollcall.cli import main
+from tests.conftest import REPO_ROOT
+
+EXAMPLES = REPO_ROOT / "docs" / "examples"
+
+
+@pytest.mark.parametrize("role", ["edge", "agent", "hub", "tui"])
+def test_check_config_accepts_the_examples(role: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([role, "check-config", str(EXAMPLES / f"{role}.toml")]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+def test_check_config_lists_every_problem_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "hub.toml"
+    bad.write_text('[hub]\ndatabase = ""\n[retention]\nevents_days = 0\nsnapshot_days = 3\n')
+    assert main(["hub", "check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "3 problems" in err
+    assert f"{bad}:2: hub.database" in err
+    assert f"{bad}:4: retention.events_days" in err
+    assert f"{bad}:5: retention.snapshot_days: unknown key" in err
+
+
+def test_wire_decode_validates_a_payload(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = wire.Status(client="door-1", state="online", at=wire.now_utc())
+    good = tmp_path / "status.json"
+    good.write_bytes(wire.encode(status))
+    topic = wire.Topics("hq").device_status("door-1")
+    assert main(["wire", "decode", topic, str(good)]) == 0
+    assert "valid status" in capsys.readouterr().out
+
+    assert main(["wire", "decode", wire.Topics("hq").device_status("door-2"), str(good)]) == 2
+    assert "speaks for 'door-1'" in capsys.readouterr().err
+
+
+def test_the_console_command_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rollcall.cli", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    for command in ("broker", "edge", "agent", "hub", "tui", "wire"):
+        assert command in result.stdout
+
+
+def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: rollcall" in capsys.readouterr().out

@@ -1,0 +1,1 @@
+"""The supervisor's terminal UI (Textual), fed by the broker and the hub's request API."""

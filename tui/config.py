@@ -1,0 +1,29 @@
+"""Typed configuration of the supervisor's terminal UI (``rollcall tui``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from edge.settings import EntityIdSetting, MqttSettings, PositiveFloat, Section, SiteSettings
+
+
+class TuiSettings(Section):
+    """How the TUI identifies itself and paces itself."""
+
+    id: EntityIdSetting = "tui"
+    max_redraw_hz: Annotated[float, Field(gt=0, le=60)] = 10.0
+    request_timeout_s: PositiveFloat = 5.0
+
+
+class TuiConfig(Section):
+    """The whole configuration of the TUI."""
+
+    site: SiteSettings = SiteSettings()
+    mqtt: MqttSettings = MqttSettings()
+    tui: TuiSettings = TuiSettings()
+
+    def summary(self) -> str:
+        """One line for check-config."""
+        return f"TUI {self.tui.id!r} for site {self.site.id!r}, broker {self.mqtt.host}:{self.mqtt.port}"
