@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from edge.wire import DEFAULT_PREFIX, check_id
+from edge.wire import DEFAULT_PREFIX, PREFIX_RE, check_id
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -70,7 +70,7 @@ class SiteSettings(Section):
     """Which site this process belongs to; the site id is part of every topic."""
 
     id: EntityIdSetting = "main"
-    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = DEFAULT_PREFIX
+    topic_prefix: Annotated[str, Field(pattern=PREFIX_RE.pattern)] = DEFAULT_PREFIX
     timezone: TimeZoneName = "UTC"
 
 

@@ -45,6 +45,11 @@ MAX_ACK_IDS = 1000
 """Most event ids one ack may name; the hub splits larger commits into several acks."""
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+RESERVED_IDS = frozenset({"hub", "device", "agent"})
+"""Topic-level words that no site, device, agent or client may be named, so every topic parses one way only."""
+PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+"""A topic prefix: one or more levels of letters, digits, '_' and '-'."""
+MAX_GALLERY_CHUNKS = 100_000
 _ULID_RE = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 _SHA256_RE = r"^[0-9a-f]{64}$"
 
@@ -66,6 +71,8 @@ def check_id(value: str, what: str = "id") -> str:
             f"{what} {value!r} is not valid: use 1-64 characters from letters, digits, '_', '.', '-', "
             "starting with a letter or digit"
         )
+    if value in RESERVED_IDS:
+        raise ValueError(f"{what} {value!r} is reserved (it is a topic word); choose another name")
     return value
 
 
@@ -73,6 +80,8 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# Payload ids need only the shape; where an id is also a topic level, decode() holds it to the topic's, and topic
+# builders and parse_topic refuse the reserved words.
 EntityId = Annotated[str, Field(pattern=_ID_RE.pattern)]
 Ulid = Annotated[str, Field(pattern=_ULID_RE)]
 # Naive datetimes are refused: rollcall only speaks offset-aware time, normalised to UTC.
@@ -84,15 +93,29 @@ ShortText = Annotated[str, Field(max_length=256)]
 ImageType = Literal["image/jpeg", "image/webp", "image/png"]
 
 
-class _Payload(BaseModel):
-    """Common base: strict types, no unknown fields, immutable."""
+class _Strict(BaseModel):
+    """Strict types, no unknown fields, immutable, finite numbers: the rules for payloads and their parts."""
 
     model_config = ConfigDict(
-        strict=True, extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64"
+        strict=True,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,  # JSON has no NaN or infinity; encoding them would make payloads decoding refuses
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
     )
 
     kind: ClassVar[str]
-    """The payload kind's name, as docs/wire.md and error messages use it."""
+    """The name of this kind of object, as docs/wire.md and error messages use it."""
+
+
+class _Part(_Strict):
+    """A nested object inside a payload; versioned by its enclosing payload."""
+
+
+class _Payload(_Strict):
+    """A whole message body, with its version field."""
+
     entity_field: ClassVar[str | None] = None
     """The field that must equal the device or agent id in the topic (a device speaks only for itself)."""
     binary: ClassVar[bool] = False
@@ -194,7 +217,7 @@ class GalleryManifest(_Payload):
     people: NonNegInt
     format: Annotated[str, Field(pattern=r"^[a-z0-9+._-]{1,64}$")]
     size_bytes: NonNegInt
-    chunks: NonNegInt
+    chunks: Annotated[int, Field(ge=0, le=MAX_GALLERY_CHUNKS)]
     sha256: Annotated[str, Field(pattern=_SHA256_RE)]
 
 
@@ -206,8 +229,8 @@ class GalleryChunk(_Payload):
     binary = True
     device: EntityId
     version: Annotated[int, Field(ge=1)]
-    index: NonNegInt
-    total: Annotated[int, Field(ge=1)]
+    index: Annotated[int, Field(ge=0, lt=MAX_GALLERY_CHUNKS)]
+    total: Annotated[int, Field(ge=1, le=MAX_GALLERY_CHUNKS)]
     data: bytes
 
     @model_validator(mode="after")
@@ -254,7 +277,7 @@ class Screen(_Payload):
     data: bytes
 
 
-class ActivityInterval(_Payload):
+class ActivityInterval(_Part):
     """A merged stretch of one input state."""
 
     kind = "activity_interval"
@@ -269,7 +292,7 @@ class ActivityInterval(_Payload):
         return self
 
 
-class WindowInfo(_Payload):
+class WindowInfo(_Part):
     """The active window; either part may be unavailable (Wayland) and is then None."""
 
     kind = "window"
@@ -277,7 +300,7 @@ class WindowInfo(_Payload):
     app: ShortText | None
 
 
-class FileChange(_Payload):
+class FileChange(_Part):
     """One change in a watched folder."""
 
     kind = "file_change"
@@ -324,7 +347,7 @@ class AgentCommand(_Payload):
 # --- hub payloads --------------------------------------------------------------------------------------------
 
 
-class PresenceEntry(_Payload):
+class PresenceEntry(_Part):
     """One person's presence."""
 
     kind = "presence_entry"
@@ -373,7 +396,7 @@ class Request(_Payload):
     reply_to: Annotated[str, Field(min_length=1, max_length=512)]
 
 
-class ReplyError(_Payload):
+class ReplyError(_Part):
     """Why a request failed: a stable code and a message for people."""
 
     kind = "reply_error"
@@ -492,12 +515,22 @@ _TOPIC_RE = re.compile(
 )
 
 
+def _check_topic_id(topic: str, value: str, what: str) -> None:
+    try:
+        check_id(value, what)
+    except ValueError as exc:
+        raise WireError(topic, "<topic>", str(exc)) from None
+
+
 def parse_topic(topic: str) -> TopicRef:
     """Parse a concrete rollcall topic, or raise :class:`WireError` naming what is wrong with it."""
     match = _TOPIC_RE.match(topic)
     if not match:
         raise WireError(topic, "<topic>", "not a rollcall topic (expected <prefix>/<site>/<role>/...)")
     prefix, site = match["prefix"], match["site"]
+    if not PREFIX_RE.match(prefix):
+        raise WireError(topic, "<topic>", f"prefix {prefix!r} is not valid")
+    _check_topic_id(topic, site, "site")
     if match["role"]:
         role: Literal["device", "agent", "hub"] = "device" if match["role"] == "device" else "agent"
         leaf = match["leaf"]
@@ -507,8 +540,7 @@ def parse_topic(topic: str) -> TopicRef:
         needs_index = leaf == "gallery/chunk"
         if needs_index != (match["index"] is not None):
             raise WireError(topic, "<topic>", "gallery chunk topics end in /<index>; no other topic does")
-        if not _ID_RE.match(match["entity"]):
-            raise WireError(topic, "<topic>", f"{role} id {match['entity']!r} is not valid")
+        _check_topic_id(topic, match["entity"], f"{role} id")
         index = int(match["index"]) if match["index"] is not None else None
         return TopicRef(prefix, site, role, match["entity"], leaf, index=index)
     hubleaf = match["hubleaf"]
@@ -516,6 +548,8 @@ def parse_topic(topic: str) -> TopicRef:
         raise WireError(topic, "<topic>", f"unknown hub topic '{hubleaf}'; known: {', '.join(HUB_LEAVES)}")
     if (hubleaf == "reply") != (match["client"] is not None):
         raise WireError(topic, "<topic>", "reply topics are hub/reply/<client>; no other hub topic has a suffix")
+    if match["client"] is not None:
+        _check_topic_id(topic, match["client"], "client id")
     return TopicRef(prefix, site, "hub", None, hubleaf, reply_client=match["client"])
 
 
@@ -528,8 +562,11 @@ class Topics:
 
     def __post_init__(self) -> None:
         check_id(self.site, "site")
-        if not self.prefix or any(c in self.prefix for c in "+#") or self.prefix.startswith("/"):
-            raise ValueError(f"topic prefix {self.prefix!r} is not valid: no '+', '#' or leading '/'")
+        if not PREFIX_RE.match(self.prefix):
+            raise ValueError(
+                f"topic prefix {self.prefix!r} is not valid: one or more '/'-separated levels of letters, digits, "
+                "'_' and '-'"
+            )
 
     @property
     def base(self) -> str:
@@ -568,8 +605,8 @@ class Topics:
 
     def device_gallery_chunk(self, device: str, index: int) -> str:
         """One retained gallery chunk."""
-        if index < 0:
-            raise ValueError("chunk index must be >= 0")
+        if not 0 <= index < MAX_GALLERY_CHUNKS:
+            raise ValueError(f"chunk index must be in 0..{MAX_GALLERY_CHUNKS - 1}")
         return self._device(device, f"gallery/chunk/{index}")
 
     def device_command(self, device: str) -> str:
@@ -672,8 +709,9 @@ def _peek_version(topic: str, raw: bytes | str) -> dict[str, Any]:
 def decode_as(schema: type[_Payload], raw: bytes | str, topic: str = "<no topic>") -> _Payload:
     """Validate ``raw`` JSON against one schema, raising :class:`WireError` on the first problem."""
     limit = MAX_BINARY_PAYLOAD_BYTES if schema.binary else MAX_PAYLOAD_BYTES
-    if len(raw) > limit:
-        raise WireError(topic, "<payload>", f"{len(raw)} bytes is over the {limit}-byte limit for {schema.kind}")
+    size = len(raw.encode()) if isinstance(raw, str) else len(raw)
+    if size > limit:
+        raise WireError(topic, "<payload>", f"{size} bytes is over the {limit}-byte limit for {schema.kind}")
     _peek_version(topic, raw)
     try:
         return schema.model_validate_json(raw)
@@ -699,6 +737,8 @@ def decode(topic: str, raw: bytes | str) -> tuple[TopicRef, _Payload]:
                 payload.entity_field,
                 f"payload speaks for {claimed!r} but the topic is for {ref.entity!r}",
             )
+    if isinstance(payload, GalleryChunk) and payload.index != ref.index:
+        raise WireError(topic, "index", f"payload is chunk {payload.index} but the topic is for chunk {ref.index}")
     return ref, payload
 
 

@@ -13,7 +13,7 @@ from edge.settings import ConfigPath, EntityIdSetting, MqttSettings, Section, Si
 class HubSettings(Section):
     """Where the hub keeps its database, files and key."""
 
-    id: EntityIdSetting = "hub"
+    id: EntityIdSetting = "hub-1"
     database: ConfigPath = Path("/var/lib/rollcall/hub/rollcall.db")
     data_dir: ConfigPath = Path("/var/lib/rollcall/hub")
     key_file: ConfigPath = Path("/etc/rollcall/hub.key")
