@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 1 or args.repeats < 1:
         print("rollcall bench: --count and --repeats must be at least 1", file=sys.stderr)
         return 2
-    print(f"bench wire: decoding {args.count} event payloads, best of {args.repeats}", file=sys.stderr)
+    print(f"bench wire: decoding {args.count} event payloads, best of {args.repeats}", flush=True)
     figures = bench_wire(args.count, args.repeats)
     print(f"  strict wire.decode : {figures['wire_decode_per_s']:>10,.0f} events/s")
     print(f"  baseline json.loads: {figures['json_loads_per_s']:>10,.0f} events/s")
