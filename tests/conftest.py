@@ -26,6 +26,31 @@ def broker_kind() -> BrokerKind:
     return "embedded"
 
 
+def _data_dir(variable: str, fallback: Path) -> Path:
+    """A test data folder from the environment (CI sets it), else the development checkout's ../shared folder."""
+    configured = os.environ.get(variable)
+    path = Path(configured) if configured else fallback
+    if not path.is_dir():
+        pytest.fail(
+            f"{variable} is not set to an existing folder (tried {path}); point it at the real "
+            f"{'models' if 'MODEL' in variable else 'face photos'} (CI uses ../shared/)",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """Folder with the real ONNX models ($ROLLCALL_MODEL_DIR)."""
+    return _data_dir("ROLLCALL_MODEL_DIR", REPO_ROOT.parent / "shared" / "models")
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """Folder with the real face photos ($ROLLCALL_FACES_DIR), one sub-folder per identity."""
+    return _data_dir("ROLLCALL_FACES_DIR", REPO_ROOT.parent / "shared" / "faces")
+
+
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[TestBroker]:
     """A fresh broker on a free loopback port, stopped through its process handle after the test."""

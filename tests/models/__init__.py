@@ -1,0 +1,1 @@
+"""Recognition tests: real ONNX models on real photos and clips (marker ``models``)."""
