@@ -46,8 +46,8 @@ class Progress:
             filled = percent * 30 // 100
             self.stream.write(f"\r{self.label}: [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}")
         else:
-            # Logs and CI: one line per 10 %, not one per item.
-            if not force and percent // 10 == self._last_percent // 10:
+            # Logs and CI: one line per 10 %, not one per item, and never the same line twice.
+            if percent // 10 == self._last_percent // 10 and (not force or percent == self._last_percent):
                 return
             self.stream.write(f"{self.label}: {self.done}/{self.total} ({percent}%)\n")
         self._last_percent = percent
