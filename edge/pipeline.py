@@ -46,7 +46,10 @@ class PipelineSettings:
     min_hits: int = 2
     """Detections before a track is trusted enough to recognise."""
     lost_after_s: float = 1.0
-    """A track unseen this long has left."""
+    """A track unseen this long has ended."""
+    rejoin_s: float = 3.0
+    """A named track that ends is held this long before its ``left`` goes out: if the same person is named on a
+    new track meanwhile (the face was lost for a moment), the visit continues under the old track id."""
     votes_needed: int = 3
     """Agreeing recognitions that name a person."""
     max_attempts: int = 8
@@ -145,6 +148,7 @@ class Pipeline:
         self.settings = settings or PipelineSettings()
         self.stats = PipelineStats()
         self.tracks: list[Track] = []
+        self._ended: list[Track] = []  # named tracks waiting out rejoin_s before their `left`
         self._ids = itertools.count(1)
         self._background: npt.NDArray[np.int16] | None = None
         self._last_detect_pts = float("-inf")
@@ -198,15 +202,16 @@ class Pipeline:
 
     def finish(self) -> list[FaceEvent]:
         """End of stream: every open track leaves."""
-        events = [event for track in self.tracks if (event := self._left(track)) is not None]
-        self.tracks = []
-        return events
+        ended = self._ended + self.tracks
+        self._ended, self.tracks = [], []
+        return [event for track in ended if (event := self._left(track)) is not None]
 
     def _update(self, image: Image, detections: list[Detection], at: datetime, pts_s: float) -> list[FaceEvent]:
         settings = self.settings
-        pairs, _, new_detections = associate(
-            [t.box for t in self.tracks], [d.box for d in detections], settings.min_iou
-        )
+        # Associate against where each face should be now (constant velocity), not where it was: a face walking up
+        # to the camera grows fast, and the old box alone would overlap too little.
+        expected = [predict_box(t.previous_box, t.box, 1.0) for t in self.tracks]
+        pairs, _, new_detections = associate(expected, [d.box for d in detections], settings.min_iou)
         matched: list[tuple[Track, Detection]] = []
         for track_index, detection_index in pairs:
             track = self.tracks[track_index]
@@ -283,20 +288,39 @@ class Pipeline:
         leader, leader_votes = counts.most_common(1)[0] if counts else (None, 0)
         if leader is not None and leader_votes >= settings.votes_needed:
             agreeing = [(s, m) for p, s, m in track.scores if p == leader]
-            return [self._decide(track, leader, agreeing, at, pts_s)]
+            return self._decide(track, leader, agreeing, at, pts_s)
         if len(track.votes) >= settings.max_attempts:
-            return [self._decide(track, None, [(s, m) for _, s, m in track.scores], at, pts_s)]
+            return self._decide(track, None, [(s, m) for _, s, m in track.scores], at, pts_s)
         return []
 
     def _decide(
         self, track: Track, person_id: str | None, evidence: list[tuple[float, float]], at: datetime, pts_s: float
-    ) -> FaceEvent:
+    ) -> list[FaceEvent]:
         track.decided = True
         track.person_id = person_id
         track.score = float(np.mean([s for s, _ in evidence])) if evidence else 0.0
         track.margin = float(np.mean([m for _, m in evidence])) if evidence else 0.0
         track.announced = True
-        return self._event("seen", track, at, pts_s)
+        # The same person named on another track (still open, or ended less than rejoin_s ago) is one visit whose
+        # face was lost or re-detected as a new box: keep the first track's id, and no second `seen` or early `left`.
+        earlier = next(
+            (
+                t
+                for t in [*self._ended, *self.tracks]
+                if t is not track and person_id is not None and t.announced and t.person_id == person_id
+            ),
+            None,
+        )
+        if earlier is not None:
+            if earlier in self._ended:
+                self._ended.remove(earlier)
+            else:
+                self.tracks.remove(earlier)
+            track.id = earlier.id
+            if earlier.best_quality > track.best_quality:
+                track.best_quality, track.best_crop = earlier.best_quality, earlier.best_crop
+            return []
+        return [self._event("seen", track, at, pts_s)]
 
     def _left(self, track: Track) -> FaceEvent | None:
         if not track.announced:
@@ -305,16 +329,25 @@ class Pipeline:
         return self._event("left", track, track.last_at, track.last_pts)
 
     def _expire(self, pts_s: float) -> list[FaceEvent]:
-        events = []
+        settings = self.settings
         keep = []
+        events = []
         for track in self.tracks:
-            if pts_s - track.last_pts > self.settings.lost_after_s:
-                event = self._left(track)
-                if event is not None:
+            if pts_s - track.last_pts <= settings.lost_after_s:
+                keep.append(track)
+            elif track.announced and track.person_id is not None:
+                self._ended.append(track)
+            elif (event := self._left(track)) is not None:
+                events.append(event)
+        self.tracks = keep
+        waiting = []
+        for track in self._ended:
+            if pts_s - track.last_pts > settings.lost_after_s + settings.rejoin_s:
+                if (event := self._left(track)) is not None:
                     events.append(event)
             else:
-                keep.append(track)
-        self.tracks = keep
+                waiting.append(track)
+        self._ended = waiting
         return events
 
     def _event(self, kind: Literal["seen", "left"], track: Track, at: datetime, pts_s: float) -> FaceEvent:

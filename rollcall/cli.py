@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         role_parser = roles.add_parser(role, help=description, description=description)
         role_commands = role_parser.add_subparsers(dest=f"{role}_command", metavar="COMMAND", required=True)
         _add_check_config(role_commands, role)
+        if role == "edge":
+            from edge.cli import add_edge_commands  # light: handlers import the engine only when run
+
+            add_edge_commands(role_commands)
+
+    from edge.models import add_models_commands  # light: standard library only until a command runs
+
+    add_models_commands(roles)
 
     bench = roles.add_parser("bench", help="measure speed against a baseline in the same run (docs/benchmarks.md)")
     from rollcall.bench import add_arguments  # light: the benchmarks import their subjects only when run
