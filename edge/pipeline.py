@@ -39,8 +39,13 @@ class PipelineSettings:
     """Share of changed thumbnail pixels that wakes the detector."""
     idle_detect_interval_s: float = 5.0
     """Run the detector this often even when nothing moves (someone may have stepped in very slowly)."""
+    search_detect_interval: int = 2
+    """With nobody tracked but the picture changing, run the detector on every Nth frame (2 at 10 fps: a newcomer
+    is found within 0.2 s, long before they reach the door)."""
     track_detect_interval: int = 2
-    """While every face is tracked and identified, run the detector on every Nth frame and predict in between."""
+    """While every face is tracked, run the detector on every Nth frame and predict the boxes in between."""
+    detect_every_frame_until_decided: bool = False
+    """Run the detector on every frame while a track is still undecided (faster decisions, more detector runs)."""
     min_iou: float = 0.25
     """Overlap for a detection to continue a track."""
     min_hits: int = 2
@@ -52,11 +57,11 @@ class PipelineSettings:
     new track meanwhile (the face was lost for a moment), the visit continues under the old track id."""
     votes_needed: int = 3
     """Agreeing recognitions that name a person."""
-    max_attempts: int = 8
+    max_attempts: int = 5
     """Recognitions without a name before the face is reported as unknown."""
     attempt_every_frames: int = 2
     """Frames between recognitions of one track while it is still undecided."""
-    recheck_interval_s: float = 4.0
+    recheck_interval_s: float = 5.0
     """Sparse re-check of a decided track."""
     snapshot_max_px: int = 160
     """Longer side of the JPEG face crop sent with an event."""
@@ -164,7 +169,12 @@ class Pipeline:
         height, width = image.shape[:2]
         thumb_w = self.settings.motion_width
         thumb_h = max(1, round(height * thumb_w / width))
-        grey = cv2.cvtColor(cv2.resize(image, (thumb_w, thumb_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+        # Every 4th pixel first, then an area average: 7x cheaper than averaging the full frame (0.3 vs 2 ms at
+        # 720p on this machine) and still smooths sensor noise; the gate runs on every frame, faces or not.
+        step = max(1, min(4, width // (thumb_w * 2)))
+        sampled = np.ascontiguousarray(image[::step, ::step])
+        small = cv2.resize(sampled, (thumb_w, thumb_h), interpolation=cv2.INTER_AREA)
+        grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         current = cv2.GaussianBlur(grey, (3, 3), 0).astype(np.int16)
         previous = self._background
         self._background = current
@@ -180,12 +190,19 @@ class Pipeline:
         self.stats.frames += 1
         settings = self.settings
         moved = self._motion(image)
-        all_settled = bool(self.tracks) and all(t.decided and t.hits >= settings.min_hits for t in self.tracks)
+        settled = bool(self.tracks) and all(
+            t.hits >= settings.min_hits and (t.decided or not settings.detect_every_frame_until_decided)
+            for t in self.tracks
+        )
         self._frames_since_detect += 1
-        if not self.tracks and not moved and pts_s - self._last_detect_pts < settings.idle_detect_interval_s:
-            self.stats.motion_skips += 1
-            return self._expire(pts_s)
-        if all_settled and self._frames_since_detect < settings.track_detect_interval:
+        if not self.tracks and pts_s - self._last_detect_pts < settings.idle_detect_interval_s:
+            if not moved:
+                self.stats.motion_skips += 1
+                return self._expire(pts_s)
+            if self._frames_since_detect < settings.search_detect_interval:
+                self.stats.motion_skips += 1
+                return self._expire(pts_s)
+        if settled and self._frames_since_detect < settings.track_detect_interval:
             # Every face is known: follow them by prediction and let the detector rest this frame.
             self.stats.predicted_frames += 1
             for track in self.tracks:

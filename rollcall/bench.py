@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ulid import ULID
@@ -74,14 +75,73 @@ def bench_wire(count: int, repeats: int) -> dict[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rollcall bench``."""
-    parser.add_argument("target", nargs="?", default="wire", choices=["wire"], help="what to measure")
+    parser.add_argument("target", nargs="?", default="wire", choices=["wire", "edge"], help="what to measure")
+    parser.add_argument("--clip", choices=["door", "street"], default="door", help="edge: which clip (door)")
+    parser.add_argument("--faces", type=Path, default=None, help="edge: photo folders (default $ROLLCALL_FACES_DIR)")
+    parser.add_argument("--model-dir", type=Path, default=None, help="edge: models (default $ROLLCALL_MODEL_DIR)")
+    parser.add_argument("--pack", default=None, help="edge: model pack (default: the manifest's default)")
+    parser.add_argument("--threads", type=int, default=1, help="edge: ONNX Runtime threads, both sides (1)")
+    parser.add_argument("--duration", type=float, default=90.0, help="edge: door clip length in seconds (90)")
+    parser.add_argument("--seed", type=int, default=7, help="edge: door clip seed (7)")
     parser.add_argument("--count", type=int, default=20_000, help="payloads per run")
     parser.add_argument("--repeats", type=int, default=5, help="runs; the best is reported")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
 
 
+def run_edge(args: argparse.Namespace) -> int:
+    """``rollcall bench edge``: our pipeline against the naive baseline on a door or street clip."""
+    import os
+
+    from edge.bench_edge import bench_edge
+    from edge.engine import build_engine
+    from edge.models import ModelError
+
+    faces = args.faces or (Path(os.environ["ROLLCALL_FACES_DIR"]) if os.environ.get("ROLLCALL_FACES_DIR") else None)
+    if faces is None or not faces.is_dir():
+        print("rollcall bench edge: set --faces or ROLLCALL_FACES_DIR to a folder of photo folders", file=sys.stderr)
+        return 2
+    try:
+        build_engine(args.pack, args.model_dir, threads=args.threads)  # fail early, with advice, if models are missing
+    except ModelError as exc:
+        print(f"rollcall bench edge: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"bench edge: {args.clip} clip, pack {args.pack or 'default'}, {args.threads} thread(s) each side", flush=True
+    )
+    figures = bench_edge(
+        args.clip,
+        faces,
+        lambda: build_engine(args.pack, args.model_dir, threads=args.threads),
+        seed=args.seed,
+        duration_s=args.duration,
+    )
+    print(
+        f"  ours     : {figures['ours_fps']:>8.1f} frames/s, {figures['cpu_s_per_frame'] * 1000:.2f} ms CPU/frame, "
+        f"{figures['rec_calls_per_face_frame']:.3f} recognitions per face-frame"
+    )
+    print(
+        f"  baseline : {figures['baseline_fps']:>8.1f} frames/s, "
+        f"{figures['baseline_cpu_s_per_frame'] * 1000:.2f} ms CPU/frame, "
+        f"{figures['baseline_rec_calls_per_face_frame']:.3f} recognitions per face-frame"
+    )
+    print(f"  ratio    : {figures['ratio']:.2f}x")
+    print(
+        f"  identity : ours {figures['identity_accuracy']:.3f}, baseline {figures['baseline_identity_accuracy']:.3f}"
+        f" ({'ground truth' if args.clip == 'door' else 'agreement with the baseline per track'})"
+    )
+    print(
+        f"  empty door at 10 fps: {figures['empty_door_cpu_percent_at_10fps']:.1f} % of one core; "
+        f"peak RSS {figures['rss_mb']:.0f} MB"
+    )
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen benchmark and print its figures."""
+    if args.target == "edge":
+        return run_edge(args)
     if args.count < 1 or args.repeats < 1:
         print("rollcall bench: --count and --repeats must be at least 1", file=sys.stderr)
         return 2
