@@ -41,6 +41,8 @@ integration: $(STAMP) ## integration tests only (real broker, real SQLite)
 
 bench: $(STAMP) ## benchmarks with figures and ratios against a baseline (grows with each part)
 	$(BIN)/rollcall bench wire
+	$(BIN)/rollcall bench edge --clip street
+	$(BIN)/rollcall bench edge --clip door
 
 demo: $(STAMP) ## run the system on this machine (today: the embedded broker; the full stack arrives with the TUI)
 	@echo "rollcall demo: today this starts the embedded MQTT broker on 127.0.0.1:1883."
