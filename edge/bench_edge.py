@@ -217,6 +217,8 @@ def bench_edge(
                     seed=seed,
                     duration_s=duration_s,
                     face_boxes=boxes,
+                    # Sites enrol several photos per person; two where a third is left for the walk-up.
+                    enrol_photos_per_person=2,
                     progress=lambda done, total: bar.advance(done - bar.done),
                 )
             truth = GroundTruth.from_json(truth_path, people_dir=faces_dir)

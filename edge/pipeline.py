@@ -20,7 +20,7 @@ import numpy.typing as npt
 from edge.detector import Detection
 from edge.faces import FaceEngine, FaceObservation
 from edge.gallery import Gallery, MatchPolicy
-from edge.tracker import Box, associate, predict_box
+from edge.tracker import Box, associate, associate_by_centre, predict_box
 
 log = logging.getLogger("rollcall.pipeline")
 
@@ -48,17 +48,34 @@ class PipelineSettings:
     """Run the detector on every frame while a track is still undecided (faster decisions, more detector runs)."""
     min_iou: float = 0.25
     """Overlap for a detection to continue a track."""
+    max_centre_shift: float = 1.0
+    """Second chance for a track IoU could not match: a detection whose centre is within this many face widths."""
     min_hits: int = 2
     """Detections before a track is trusted enough to recognise."""
     lost_after_s: float = 1.0
     """A track unseen this long has ended."""
     rejoin_s: float = 3.0
-    """A named track that ends is held this long before its ``left`` goes out: if the same person is named on a
-    new track meanwhile (the face was lost for a moment), the visit continues under the old track id."""
+    """A track that ends is held this long before its ``left`` goes out: if the same person (or, for unknown
+    faces, the same face) is decided on a new track meanwhile, the visit continues under the old track id."""
+    same_face_similarity: float = 0.45
+    """Cosine between two unknown tracks' mean embeddings above which they are one stranger's visit."""
     votes_needed: int = 3
     """Agreeing recognitions that name a person."""
     max_attempts: int = 5
-    """Recognitions without a name before the face is reported as unknown."""
+    """Recognitions of an undecided track at the full pace; after that, only new information earns another try."""
+    unknown_votes: int = 4
+    """Recognitions of a face at least ``unknown_min_px`` tall without a name before it is reported as unknown."""
+    unknown_min_px: float = 80.0
+    """Smaller faces may name someone but never count towards "unknown": far away, everyone scores low."""
+    unknown_after_s: float = 2.5
+    """...and the face must have been followed this long: someone walking up gets closer and easier to recognise."""
+    min_attempts_to_report: int = 2
+    """A track that ends undecided after this many recognitions of a face ``unknown_min_px`` tall is reported as an
+    unknown face (smaller, farther faces that never came close are passers-by, not visits)."""
+    better_face_ratio: float = 1.15
+    """After max_attempts, try again on a face this much larger than the best one tried (new information)..."""
+    retry_undecided_s: float = 1.0
+    """...or when this long has passed since the last try."""
     attempt_every_frames: int = 2
     """Frames between recognitions of one track while it is still undecided."""
     recheck_interval_s: float = 5.0
@@ -117,10 +134,20 @@ class Track:
     score: float = 0.0
     margin: float = 0.0
     last_check_pts: float = 0.0
+    best_attempt_px: float = 0.0
+    strong_attempts: int = 0
     recheck_disagreements: int = 0
     best_quality: float = -1.0
     best_crop: Image | None = None
     announced: bool = False
+    embedding_sum: npt.NDArray[np.float32] | None = None
+
+    def mean_embedding(self) -> npt.NDArray[np.float32] | None:
+        """The unit mean of the embeddings taken on this track (None before the first recognition)."""
+        if self.embedding_sum is None:
+            return None
+        norm = float(np.linalg.norm(self.embedding_sum))
+        return (self.embedding_sum / norm).astype(np.float32) if norm > 0 else None
 
 
 @dataclass
@@ -219,16 +246,30 @@ class Pipeline:
 
     def finish(self) -> list[FaceEvent]:
         """End of stream: every open track leaves."""
+        events = [e for track in list(self.tracks) for e in self._settle_before_end(track)]
         ended = self._ended + self.tracks
         self._ended, self.tracks = [], []
-        return [event for track in ended if (event := self._left(track)) is not None]
+        return events + [event for track in ended if (event := self._left(track)) is not None]
+
+    def _settle_before_end(self, track: Track) -> list[FaceEvent]:
+        """A face that was tried but never named or called unknown before it went: report it as unknown."""
+        if track.decided or track.strong_attempts < self.settings.min_attempts_to_report:
+            return []
+        return self._decide(track, None, [(s, m) for _, s, m in track.scores], track.last_at, track.last_pts)
 
     def _update(self, image: Image, detections: list[Detection], at: datetime, pts_s: float) -> list[FaceEvent]:
         settings = self.settings
         # Associate against where each face should be now (constant velocity), not where it was: a face walking up
         # to the camera grows fast, and the old box alone would overlap too little.
         expected = [predict_box(t.previous_box, t.box, 1.0) for t in self.tracks]
-        pairs, _, new_detections = associate(expected, [d.box for d in detections], settings.min_iou)
+        pairs, lost, new_detections = associate(expected, [d.box for d in detections], settings.min_iou)
+        if lost and new_detections:
+            extra = associate_by_centre(
+                [expected[i] for i in lost], [detections[j].box for j in new_detections], settings.max_centre_shift
+            )
+            pairs += [(lost[t], new_detections[d]) for t, d in extra]
+            taken = {new_detections[d] for _, d in extra}
+            new_detections = [j for j in new_detections if j not in taken]
         matched: list[tuple[Track, Detection]] = []
         for track_index, detection_index in pairs:
             track = self.tracks[track_index]
@@ -257,17 +298,48 @@ class Pipeline:
             if wants or track.best_crop is None:
                 observation = self.engine.observe(image, [detection])[0]
                 self._keep_best_crop(track, image, observation)
-            if wants and observation is not None and not observation.quality.problems(self.engine.limits):
+            if (
+                wants
+                and observation is not None
+                and not observation.quality.problems(self.engine.limits)
+                and self._worth_trying(track, observation, pts_s)
+            ):
                 to_recognise.append((track, observation))
         events: list[FaceEvent] = []
         if to_recognise:
             embeddings = self.engine.embed([o for _, o in to_recognise])
             self.stats.recognitions += len(to_recognise)
-            for (track, _), match in zip(to_recognise, self.gallery.match_many(embeddings, self.policy), strict=True):
+            matches = self.gallery.match_many(embeddings, self.policy)
+            for (track, observation), embedding, match in zip(to_recognise, embeddings, matches, strict=True):
+                track.embedding_sum = (
+                    embedding.copy() if track.embedding_sum is None else track.embedding_sum + embedding
+                )
                 track.frames_since_attempt = 0
                 track.last_check_pts = pts_s
+                track.best_attempt_px = max(track.best_attempt_px, observation.quality.face_px)
+                track.strong_attempts += observation.quality.face_px >= self.settings.unknown_min_px
                 events.extend(self._vote(track, match.person_id, match.score, match.margin, at, pts_s))
+        for track, _ in matched:
+            if self._ready_to_call_unknown(track, pts_s):
+                events.extend(self._decide(track, None, [(sc, m) for _, sc, m in track.scores], at, pts_s))
         return events
+
+    def _worth_trying(self, track: Track, observation: FaceObservation, pts_s: float) -> bool:
+        """Undecided tracks past max_attempts are tried again when the face got clearly bigger, or now and then."""
+        settings = self.settings
+        if track.decided or len(track.votes) < settings.max_attempts:
+            return True
+        return (
+            observation.quality.face_px >= settings.better_face_ratio * track.best_attempt_px
+            or pts_s - track.last_check_pts >= settings.retry_undecided_s
+        )
+
+    def _ready_to_call_unknown(self, track: Track, pts_s: float) -> bool:
+        return (
+            not track.decided
+            and track.strong_attempts >= self.settings.unknown_votes
+            and pts_s - track.first_pts >= self.settings.unknown_after_s
+        )
 
     def _keep_best_crop(self, track: Track, image: Image, observation: FaceObservation) -> None:
         if observation.quality.score <= track.best_quality:
@@ -306,7 +378,7 @@ class Pipeline:
         if leader is not None and leader_votes >= settings.votes_needed:
             agreeing = [(s, m) for p, s, m in track.scores if p == leader]
             return self._decide(track, leader, agreeing, at, pts_s)
-        if len(track.votes) >= settings.max_attempts:
+        if self._ready_to_call_unknown(track, pts_s):
             return self._decide(track, None, [(s, m) for _, s, m in track.scores], at, pts_s)
         return []
 
@@ -320,14 +392,8 @@ class Pipeline:
         track.announced = True
         # The same person named on another track (still open, or ended less than rejoin_s ago) is one visit whose
         # face was lost or re-detected as a new box: keep the first track's id, and no second `seen` or early `left`.
-        earlier = next(
-            (
-                t
-                for t in [*self._ended, *self.tracks]
-                if t is not track and person_id is not None and t.announced and t.person_id == person_id
-            ),
-            None,
-        )
+        # Unknown faces have no name to compare, so their mean embeddings must be close instead.
+        earlier = next((t for t in [*self._ended, *self.tracks] if t is not track and self._same_visit(t, track)), None)
         if earlier is not None:
             if earlier in self._ended:
                 self._ended.remove(earlier)
@@ -339,6 +405,14 @@ class Pipeline:
             return []
         return [self._event("seen", track, at, pts_s)]
 
+    def _same_visit(self, earlier: Track, later: Track) -> bool:
+        if not earlier.announced or earlier.person_id != later.person_id:
+            return False
+        if later.person_id is not None:
+            return True
+        first, second = earlier.mean_embedding(), later.mean_embedding()
+        return first is not None and second is not None and float(first @ second) >= self.settings.same_face_similarity
+
     def _left(self, track: Track) -> FaceEvent | None:
         if not track.announced:
             return None
@@ -349,14 +423,16 @@ class Pipeline:
         settings = self.settings
         keep = []
         events = []
-        for track in self.tracks:
+        for track in list(self.tracks):  # settling may merge a track into another: iterate over a copy
             if pts_s - track.last_pts <= settings.lost_after_s:
                 keep.append(track)
-            elif track.announced and track.person_id is not None:
+                continue
+            events.extend(self._settle_before_end(track))
+            if track.announced:
                 self._ended.append(track)
             elif (event := self._left(track)) is not None:
                 events.append(event)
-        self.tracks = keep
+        self.tracks = [t for t in keep if t in self.tracks]
         waiting = []
         for track in self._ended:
             if pts_s - track.last_pts > settings.lost_after_s + settings.rejoin_s:

@@ -56,3 +56,29 @@ def predict_box(previous: Box, current: Box, steps: float) -> Box:
         current[2] + (current[2] - previous[2]) * steps,
         current[3] + (current[3] - previous[3]) * steps,
     )
+
+
+def associate_by_centre(
+    track_boxes: Sequence[Box], detection_boxes: Sequence[Box], max_distance: float
+) -> list[tuple[int, int]]:
+    """Greedy nearest-centre matching for what IoU left over.
+
+    Pairs (track, detection) whose centres lie within ``max_distance`` times the larger box width: a face walking
+    up to a door grows faster than IoU forgives.
+    """
+    candidates: list[tuple[float, int, int]] = []
+    for t, (tx1, ty1, tx2, ty2) in enumerate(track_boxes):
+        for d, (dx1, dy1, dx2, dy2) in enumerate(detection_boxes):
+            scale = max(tx2 - tx1, dx2 - dx1, 1.0)
+            distance = float(np.hypot((tx1 + tx2 - dx1 - dx2) / 2, (ty1 + ty2 - dy1 - dy2) / 2)) / scale
+            if distance <= max_distance:
+                candidates.append((distance, t, d))
+    pairs: list[tuple[int, int]] = []
+    used_t: set[int] = set()
+    used_d: set[int] = set()
+    for _, t, d in sorted(candidates):
+        if t not in used_t and d not in used_d:
+            pairs.append((t, d))
+            used_t.add(t)
+            used_d.add(d)
+    return pairs

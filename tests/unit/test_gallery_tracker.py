@@ -87,3 +87,14 @@ def test_association_prefers_the_best_overlap() -> None:
 
 def test_predict_box_continues_the_motion() -> None:
     assert predict_box((0, 0, 10, 10), (2, 1, 12, 11), 2.0) == (6, 3, 16, 13)
+
+
+def test_centre_association_catches_a_fast_growing_face() -> None:
+    from edge.tracker import associate_by_centre
+
+    far = (100.0, 100.0, 140.0, 140.0)  # 40 px face
+    near = (90.0, 95.0, 170.0, 175.0)  # the same face a moment later, twice the size: IoU only 0.25
+    elsewhere = (600.0, 100.0, 640.0, 140.0)
+    assert associate([far], [near], min_iou=0.3)[0] == []
+    assert associate_by_centre([far], [elsewhere, near], max_distance=1.0) == [(0, 1)]
+    assert associate_by_centre([far], [elsewhere], max_distance=1.0) == []
