@@ -27,6 +27,14 @@ MODEL_DIR_ENV = "ROLLCALL_MODEL_DIR"
 BASE_URL_ENV = "ROLLCALL_MODEL_BASE_URL"
 """Environment variable naming a mirror: its scheme, host and path prefix replace those of every download URL."""
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "models" / "manifest.toml"
+"""The manifest in a source checkout (and an editable install)."""
+INSTALLED_MANIFEST = Path(sys.prefix) / "share" / "rollcall" / "models" / "manifest.toml"
+"""Where a wheel installs the same file (pyproject's data-files)."""
+
+
+def default_manifest_path() -> Path:
+    """The checkout's manifest when there is one, else the installed copy."""
+    return DEFAULT_MANIFEST if DEFAULT_MANIFEST.is_file() else INSTALLED_MANIFEST
 """The manifest shipped in the repository's top-level ``models/`` folder."""
 SCHEMA_VERSION = 1
 CHUNK_BYTES = 256 * 1024
@@ -446,12 +454,13 @@ def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
 
 def load_manifest(path: Path | None = None) -> Manifest:
     """Read and validate a manifest file (default: the repository's ``models/manifest.toml``)."""
-    target = DEFAULT_MANIFEST if path is None else path
+    target = default_manifest_path() if path is None else path
     try:
         text = target.read_text(encoding="utf-8")
     except FileNotFoundError:
         hint = (
-            "this installation lacks the repository's models/ folder: run rollcall from a source checkout"
+            "this installation has neither the checkout's models/ folder nor the installed "
+            "share/rollcall/models/manifest.toml: reinstall rollcall"
             if path is None
             else "pass an existing manifest file"
         )
