@@ -258,6 +258,40 @@ class DeviceCommand(_Payload):
         return self
 
 
+class Capture(_Payload):
+    """A picture a device took because a command asked: an enrolment face crop, or a snapshot of the whole view.
+
+    ``index``/``total`` number the pictures of one command; ``final`` marks the last one the device will send for
+    it (with ``message`` saying why it stopped early, e.g. nobody stood at the camera).
+    """
+
+    kind = "capture"
+    entity_field = "device"
+    binary = True
+    device: EntityId
+    command_id: Ulid
+    at: UtcTime
+    purpose: Literal["enrol", "snapshot"]
+    person_id: EntityId | None = None
+    index: NonNegInt
+    total: Annotated[int, Field(ge=1, le=50)]
+    final: bool
+    message: ShortText | None = None
+    quality: Ratio | None = None
+    content_type: Literal["image/jpeg"]
+    width: Annotated[int, Field(ge=1, le=8192)]
+    height: Annotated[int, Field(ge=1, le=8192)]
+    data: bytes
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> Capture:
+        if self.index >= self.total:
+            raise ValueError(f"index {self.index} must be below total {self.total}")
+        if self.purpose == "enrol" and self.person_id is None:
+            raise ValueError("an enrolment capture needs person_id")
+        return self
+
+
 # --- agent payloads ------------------------------------------------------------------------------------------
 
 
@@ -432,6 +466,7 @@ Payload: TypeAlias = (
     | GalleryManifest
     | GalleryChunk
     | DeviceCommand
+    | Capture
     | Screen
     | Activity
     | AgentCommand
@@ -450,6 +485,7 @@ PAYLOAD_TYPES: tuple[type[_Payload], ...] = (
     GalleryManifest,
     GalleryChunk,
     DeviceCommand,
+    Capture,
     Screen,
     Activity,
     AgentCommand,
@@ -470,6 +506,7 @@ DEVICE_LEAVES: dict[str, type[_Payload]] = {
     "gallery": GalleryManifest,
     "gallery/chunk": GalleryChunk,
     "command": DeviceCommand,
+    "capture": Capture,
 }
 AGENT_LEAVES: dict[str, type[_Payload]] = {
     "status": Status,
@@ -612,6 +649,10 @@ class Topics:
     def device_command(self, device: str) -> str:
         """Commands to a door device (QoS 1)."""
         return self._device(device, "command")
+
+    def device_capture(self, device: str) -> str:
+        """Pictures a device took on command (enrolment crops, snapshots), QoS 1."""
+        return self._device(device, "capture")
 
     def agent_status(self, agent: str) -> str:
         """Retained online/offline/stopped of a workstation agent."""

@@ -123,6 +123,25 @@ CASES: dict[str, tuple[str, wire.Payload]] = {
             issued_by="tui:alice",
         ),
     ),
+    "capture": (
+        T.device_capture("door-1"),
+        wire.Capture(
+            device="door-1",
+            command_id=CMD,
+            at=_t(9, 15, 9),
+            purpose="enrol",
+            person_id="p-0107",
+            index=3,
+            total=10,
+            final=True,
+            message="nobody at the camera for 30 s",
+            quality=0.91,
+            content_type="image/jpeg",
+            width=160,
+            height=160,
+            data=JPEG,
+        ),
+    ),
     "screen": (
         T.agent_thumbnail("lab-pc-07"),
         wire.Screen(
@@ -278,7 +297,7 @@ VARIANTS: dict[str, tuple[str, wire.Payload]] = {
 }
 
 KINDS = sorted(CASES)
-BINARY_KINDS = {"snapshot", "gallery_chunk", "screen", "reply"}
+BINARY_KINDS = {"snapshot", "gallery_chunk", "screen", "reply", "capture"}
 
 
 def _obj(payload: wire.Payload) -> dict[str, Any]:
@@ -642,6 +661,7 @@ BUILDERS: list[tuple[str, Callable[[wire.Topics], str], str, str | None, str, ty
         wire.GalleryChunk,
     ),
     ("device_command", lambda t: t.device_command("door-1"), "device", "door-1", "command", wire.DeviceCommand),
+    ("device_capture", lambda t: t.device_capture("door-1"), "device", "door-1", "capture", wire.Capture),
     ("agent_status", lambda t: t.agent_status("lab-pc-07"), "agent", "lab-pc-07", "status", wire.Status),
     ("agent_thumbnail", lambda t: t.agent_thumbnail("lab-pc-07"), "agent", "lab-pc-07", "thumbnail", wire.Screen),
     ("agent_screenshot", lambda t: t.agent_screenshot("lab-pc-07"), "agent", "lab-pc-07", "screenshot", wire.Screen),
@@ -710,6 +730,7 @@ ID_BUILDERS: list[tuple[str, Callable[[str], str]]] = [
     ("device_gallery", T.device_gallery),
     ("device_gallery_chunk", lambda i: T.device_gallery_chunk(i, 0)),
     ("device_command", T.device_command),
+    ("device_capture", T.device_capture),
     ("agent_status", T.agent_status),
     ("agent_thumbnail", T.agent_thumbnail),
     ("agent_screenshot", T.agent_screenshot),
@@ -991,3 +1012,14 @@ def test_gallery_chunk_index_must_match_its_topic() -> None:
         T.device_gallery_chunk("door-1", wire.MAX_GALLERY_CHUNKS)
     last = T.device_gallery_chunk("door-1", wire.MAX_GALLERY_CHUNKS - 1)
     assert wire.parse_topic(last).index == wire.MAX_GALLERY_CHUNKS - 1
+
+
+def test_capture_rules() -> None:
+    _, capture = CASES["capture"]
+    fields = capture.model_dump()
+    with pytest.raises(ValidationError, match="person_id"):
+        wire.Capture.model_validate({**fields, "person_id": None})
+    with pytest.raises(ValidationError, match="below total"):
+        wire.Capture.model_validate({**fields, "index": 10})
+    snapshot = wire.Capture.model_validate({**fields, "purpose": "snapshot", "person_id": None})
+    assert snapshot.purpose == "snapshot"
