@@ -194,7 +194,11 @@ class Snapshot(_Payload):
 
 
 class Ack(_Payload):
-    """The hub's application-level ack: these events (and snapshots) are committed; the sender may delete them."""
+    """The hub's application-level ack: these events (and snapshots) are committed; the sender may delete them.
+
+    ``event_ids`` names every outbox message the hub committed: events, captures (by ``capture_id``) and agent
+    activity batches; ``snapshot_ids`` names the events whose snapshot crop was committed.
+    """
 
     kind = "ack"
     entity_field = "client"
@@ -268,6 +272,7 @@ class Capture(_Payload):
     kind = "capture"
     entity_field = "device"
     binary = True
+    capture_id: Ulid
     device: EntityId
     command_id: Ulid
     at: UtcTime

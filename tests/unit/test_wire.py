@@ -126,6 +126,7 @@ CASES: dict[str, tuple[str, wire.Payload]] = {
     "capture": (
         T.device_capture("door-1"),
         wire.Capture(
+            capture_id=ACT,
             device="door-1",
             command_id=CMD,
             at=_t(9, 15, 9),
