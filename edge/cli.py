@@ -25,7 +25,16 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_edge_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``eval`` and ``replay`` under ``rollcall edge``."""
+    """Register ``run``, ``eval`` and ``replay`` under ``rollcall edge``."""
+    run = commands.add_parser(
+        "run",
+        help="run the door device service (camera, recognition, outbox, MQTT); SIGTERM flushes and stops",
+        description="Run the door device: frames from camera.source through the recognition pipeline into the "
+        "outbox, delivered to the hub over MQTT; galleries, commands and health. Meant for systemd (Type=notify).",
+    )
+    run.add_argument("--config", type=Path, required=True, help="edge TOML config (see docs/examples/edge.toml)")
+    run.set_defaults(handler=run_service)
+
     evaluate = commands.add_parser(
         "eval",
         help="identification quality on folders of photos (rank-1, TAR at FAR, stranger rejection)",
@@ -141,4 +150,47 @@ def run_replay(args: argparse.Namespace) -> int:
         f"peak RSS {peak_mb:.0f} MB",
         file=sys.stderr,
     )
+    return 0
+
+
+def run_service(args: argparse.Namespace) -> int:
+    """``rollcall edge run``."""
+    import signal
+    from importlib.metadata import PackageNotFoundError, version
+
+    from edge.config import EdgeConfig
+    from edge.engine import build_engine
+    from edge.models import ModelError
+    from edge.outbox import OutboxError
+    from edge.service import EdgeService, quality_limits
+    from edge.settings import ConfigError, load_config
+
+    try:
+        software = f"rollcall {version('rollcall')}"
+    except PackageNotFoundError:
+        software = "rollcall"
+
+    try:
+        config = load_config(EdgeConfig, args.config, "edge")
+    except ConfigError as exc:
+        print(f"rollcall edge: {args.config}: the config has problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    try:
+        engine = build_engine(
+            config.models.pack,
+            config.models.dir,
+            providers=config.models.providers,
+            threads=config.models.threads,
+            detector_input=config.recognition.detector_input,
+            limits=quality_limits(config),
+        )
+        service = EdgeService(config, engine=engine, config_path=args.config, software=software)
+    except (ModelError, OutboxError, OSError) as exc:
+        return _fail(str(exc))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: service.stop_event.set())
+    print(f"rollcall edge: {config.summary()}", file=sys.stderr, flush=True)
+    service.run()
     return 0

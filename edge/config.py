@@ -16,6 +16,8 @@ class DeviceSettings(Section):
     id: EntityIdSetting
     name: str = ""
     data_dir: ConfigPath = Path("/var/lib/rollcall/edge")
+    key_file: ConfigPath | None = None
+    """Fernet key(s) for the gallery stored on disk; default ``<data_dir>/device.key`` (created 0600)."""
 
 
 class CameraSettings(Section):
@@ -29,6 +31,21 @@ class CameraSettings(Section):
     width: Annotated[int, Field(ge=64, le=7680)] = 1280
     height: Annotated[int, Field(ge=64, le=4320)] = 720
     fps: Annotated[float, Field(gt=0, le=120)] = 10.0
+    realtime: bool = True
+    """For a video file or folder: play at its frame rate (a replayed door); false = as fast as possible."""
+    loop: bool = False
+    """For a video file or folder: start again at the end (demos)."""
+
+
+class RecognitionSettings(Section):
+    """Thresholds of the recognition pipeline; defaults measured with `rollcall edge eval` and `bench edge`."""
+
+    threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.52
+    min_margin: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03
+    votes_needed: Annotated[int, Field(ge=1, le=20)] = 3
+    min_face_px: Annotated[float, Field(ge=16, le=1000)] = 40.0
+    min_sharpness: Annotated[float, Field(ge=0)] = 60.0
+    detector_input: Annotated[int, Field(ge=160, le=1920, multiple_of=32)] = 640
 
 
 class ModelSettings(Section):
@@ -62,6 +79,7 @@ class EdgeConfig(Section):
     mqtt: MqttSettings = MqttSettings()
     device: DeviceSettings
     camera: CameraSettings = CameraSettings()
+    recognition: RecognitionSettings = RecognitionSettings()
     models: ModelSettings = ModelSettings()
     outbox: OutboxSettings = OutboxSettings()
     health: HealthSettings = HealthSettings()

@@ -56,8 +56,11 @@ class Gallery:
         sorted_labels = [self.labels[i] for i in order]
         width = self.embeddings.shape[1] if self.embeddings.ndim == 2 else 0
         self._sorted = np.ascontiguousarray(self.embeddings[order], dtype=np.float32).reshape(len(order), width)
-        self._people = sorted(set(sorted_labels))
-        self._starts = np.array([sorted_labels.index(p) for p in self._people], dtype=np.intp)
+        first_index: dict[str, int] = {}
+        for index, label in enumerate(sorted_labels):
+            first_index.setdefault(label, index)
+        self._people = list(first_index)  # already sorted: the labels were
+        self._starts = np.array(list(first_index.values()), dtype=np.intp)
 
     @property
     def people(self) -> list[str]:

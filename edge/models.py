@@ -35,6 +35,8 @@ INSTALLED_MANIFEST = Path(sys.prefix) / "share" / "rollcall" / "models" / "manif
 def default_manifest_path() -> Path:
     """The checkout's manifest when there is one, else the installed copy."""
     return DEFAULT_MANIFEST if DEFAULT_MANIFEST.is_file() else INSTALLED_MANIFEST
+
+
 """The manifest shipped in the repository's top-level ``models/`` folder."""
 SCHEMA_VERSION = 1
 CHUNK_BYTES = 256 * 1024

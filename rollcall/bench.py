@@ -75,7 +75,8 @@ def bench_wire(count: int, repeats: int) -> dict[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rollcall bench``."""
-    parser.add_argument("target", nargs="?", default="wire", choices=["wire", "edge"], help="what to measure")
+    parser.add_argument("target", nargs="?", default="wire", choices=["wire", "edge", "link"], help="what to measure")
+    parser.add_argument("--events", type=int, default=10_000, help="link: events queued before the drain (10000)")
     parser.add_argument("--clip", choices=["door", "street"], default="door", help="edge: which clip (door)")
     parser.add_argument("--faces", type=Path, default=None, help="edge: photo folders (default $ROLLCALL_FACES_DIR)")
     parser.add_argument("--model-dir", type=Path, default=None, help="edge: models (default $ROLLCALL_MODEL_DIR)")
@@ -138,8 +139,31 @@ def run_edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_link(args: argparse.Namespace) -> int:
+    """``rollcall bench link``: outbox drain after an outage and confirm-to-commit latency."""
+    from rollcall.bench_link import bench_link
+
+    if args.events < 100:
+        print("rollcall bench link: --events must be at least 100", file=sys.stderr)
+        return 2
+    print(f"bench link: drain of {args.events} queued events, then latency at 100 events/s", flush=True)
+    figures = bench_link(events=args.events, baseline_events=max(100, args.events // 10))
+    print(f"  drain    : {figures['drain_events_per_s']:>8} events/s (window 100)")
+    print(f"  baseline : {figures['baseline_drain_events_per_s']:>8} events/s (stop-and-wait)")
+    print(f"  ratio    : {figures['drain_ratio']:.1f}x")
+    print(
+        f"  latency  : p50 {figures['latency_p50_ms']} ms, p95 {figures['latency_p95_ms']} ms "
+        f"({figures['latency_samples']} events, confirmed to committed at the receiver; broker {figures['broker']})"
+    )
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen benchmark and print its figures."""
+    if args.target == "link":
+        return run_link(args)
     if args.target == "edge":
         return run_edge(args)
     if args.count < 1 or args.repeats < 1:

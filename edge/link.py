@@ -1,0 +1,122 @@
+"""Delivery from a device's outbox to the hub: ordered QoS 1 publishes, a bounded window in flight, hub acks.
+
+Shared by the door device and the workstation agent. A broker PUBACK only says the broker has the message; the row
+leaves the outbox when the hub's ack (``.../ack``) names it. Whatever stays unacked is sent again with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from edge import wire
+from edge.mqtt import MqttLink, PublishFailed
+from edge.outbox import Outbox
+
+log = logging.getLogger("rollcall.link")
+
+
+class OutboxPublisher:
+    """Moves messages from an outbox onto the broker and deletes them when the hub acks them.
+
+    Runs in its own thread (:meth:`run`); :meth:`wake` (after an add) and :meth:`on_ack` (from the MQTT thread) are
+    safe to call from anywhere.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        link: MqttLink,
+        *,
+        max_in_flight: int = 100,
+        resend_after_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.outbox = outbox
+        self.link = link
+        self.max_in_flight = max_in_flight
+        self.resend_after_s = resend_after_s
+        self._clock = clock
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, float] = {}  # message_id -> when it was (last) published
+        self.published = 0
+        self.resent = 0
+        self.acked = 0
+
+    def wake(self) -> None:
+        """Something was added (or acked): look at the outbox now instead of at the next tick."""
+        self._wake.set()
+
+    def on_ack(self, ack: wire.Ack) -> None:
+        """The hub committed these: delete them from the outbox and open the window."""
+        deleted = self.outbox.ack(ack.event_ids, ack.snapshot_ids)
+        with self._lock:
+            for message_id in ack.event_ids:
+                self._in_flight.pop(message_id, None)
+        self.acked += deleted
+        self.wake()
+
+    def in_flight(self) -> int:
+        """Messages published and waiting for the hub's ack."""
+        with self._lock:
+            return len(self._in_flight)
+
+    def pump(self) -> int:
+        """Publish what is due, within the window; returns how many messages went out."""
+        if not self.link.connected:
+            return 0
+        now = self._clock()
+        with self._lock:
+            # Past the resend horizon a message leaves the window; outbox.due() hands it back with backoff.
+            for message_id, sent_at in list(self._in_flight.items()):
+                if now - sent_at >= self.resend_after_s:
+                    del self._in_flight[message_id]
+            room = self.max_in_flight - len(self._in_flight)
+            waiting = set(self._in_flight)
+        if room <= 0:
+            return 0
+        batch = [
+            m for m in self.outbox.due(room + len(waiting), self.resend_after_s, now) if m.message_id not in waiting
+        ]
+        batch = batch[:room]
+        sent: list[int] = []
+        sent_attachments: list[str] = []
+        try:
+            for message in batch:
+                self.link.publish(message.topic, message.payload, qos=1)
+                sent.append(message.seq)
+                if message.attempts:
+                    self.resent += 1
+            with self._lock:
+                for message in batch:
+                    self._in_flight[message.message_id] = now
+            if sent:
+                self.outbox.mark_sent(sent, now)
+            # Attachments become due once their message went out (so a snapshot never overtakes its event); one
+            # query serves both the ones just released and the ones waiting for a resend.
+            for attachment in self.outbox.due_attachments(self.max_in_flight, self.resend_after_s, now):
+                self.link.publish(attachment.topic, attachment.payload, qos=1)
+                sent_attachments.append(attachment.message_id)
+        except PublishFailed as exc:
+            log.warning("publish refused (%s); will retry", exc)
+            if sent:
+                self.outbox.mark_sent(sent, now)
+        if sent_attachments:
+            self.outbox.mark_attachments_sent(sent_attachments, now)
+        self.published += len(sent)
+        return len(sent)
+
+    def run(self, stop: threading.Event, tick_s: float = 0.5) -> None:
+        """Thread body: pump on every wake-up and at least every ``tick_s`` (for resends), until ``stop``."""
+        while not stop.is_set():
+            self._wake.wait(tick_s)
+            self._wake.clear()
+            try:
+                while self.pump():
+                    pass
+            except Exception:  # the outbox keeps everything; a failed pass is retried on the next tick
+                log.exception("publishing from the outbox failed")
+        self.pump()  # one last pass on the way out: the broker may take what is ready

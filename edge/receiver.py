@@ -1,0 +1,163 @@
+"""A minimal hub stand-in that commits device messages to SQLite and acks them: for link tests and benchmarks.
+
+It follows the hub's rule (commit first, then ack) with batched transactions, so it measures the link, not a slow
+receiver. The real hub (``rollcall hub run``) replaces it on a site.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from edge import wire
+from edge.mqtt import MqttLink, Received
+from edge.settings import MqttSettings
+
+log = logging.getLogger("rollcall.receiver")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY, device TEXT NOT NULL, seq INTEGER NOT NULL, at TEXT NOT NULL,
+    type TEXT NOT NULL, person_id TEXT, received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots (event_id TEXT PRIMARY KEY, device TEXT NOT NULL, bytes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS captures (
+    capture_id TEXT PRIMARY KEY, device TEXT NOT NULL, command_id TEXT NOT NULL, purpose TEXT NOT NULL,
+    idx INTEGER NOT NULL, final INTEGER NOT NULL, bytes INTEGER NOT NULL
+);
+"""
+
+
+class AckingReceiver:
+    """Subscribes to every device's events, snapshots and captures at one site; commits in batches, then acks."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        database: Path,
+        *,
+        site: str = "hq",
+        prefix: str = wire.DEFAULT_PREFIX,
+        client_id: str = "receiver",
+        max_batch: int = 500,
+    ) -> None:
+        self.topics = wire.Topics(site, prefix)
+        self.database = database
+        self.max_batch = max_batch
+        self._queue: queue.Queue[Received] = queue.Queue()
+        self._stop = threading.Event()
+        self.committed_at: dict[str, float] = {}
+        """event_id -> time.time() when its transaction committed (for latency figures)."""
+        self.rejected = 0
+        self.link = MqttLink(settings, client_id=client_id, on_message=self._queue.put)
+        for leaf in ("event", "snapshot", "capture"):
+            self.link.subscribe(self.topics.all_devices(leaf), qos=1)
+        self._thread = threading.Thread(target=self._run, name=f"receiver-{client_id}", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect and start committing; raises if the broker cannot be reached within ``timeout``."""
+        self.link.start()
+        if not self.link.wait_subscribed(timeout):
+            self.link.stop()
+            raise ConnectionError(
+                f"receiver could not subscribe at {self.link.settings.host}:{self.link.settings.port}"
+            )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the batch in hand and disconnect."""
+        self._stop.set()
+        self._thread.join(10)
+        self.link.stop()
+
+    def _run(self) -> None:
+        connection = sqlite3.connect(self.database)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.executescript(SCHEMA)
+        try:
+            while not self._stop.is_set():
+                try:
+                    first = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                batch = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                self._commit_and_ack(connection, batch)
+        finally:
+            connection.close()
+
+    def _commit_and_ack(self, connection: sqlite3.Connection, batch: list[Received]) -> None:
+        acks: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+        now = time.time()
+        with connection:
+            for message in batch:
+                try:
+                    ref, payload = wire.decode(message.topic, message.payload)
+                except wire.WireError as exc:
+                    self.rejected += 1
+                    log.warning("rejected: %s", exc)
+                    continue
+                device = ref.entity or ""
+                if isinstance(payload, wire.Event):
+                    connection.execute(
+                        "INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            payload.event_id,
+                            device,
+                            payload.seq,
+                            payload.at.isoformat(),
+                            payload.type,
+                            payload.person_id,
+                            now,
+                        ),
+                    )
+                    acks[device][0].append(payload.event_id)
+                elif isinstance(payload, wire.Snapshot):
+                    connection.execute(
+                        "INSERT OR IGNORE INTO snapshots VALUES (?, ?, ?)",
+                        (payload.event_id, device, len(payload.data)),
+                    )
+                    acks[device][1].append(payload.event_id)
+                elif isinstance(payload, wire.Capture):
+                    connection.execute(
+                        "INSERT OR IGNORE INTO captures VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            payload.capture_id,
+                            device,
+                            payload.command_id,
+                            payload.purpose,
+                            payload.index,
+                            int(payload.final),
+                            len(payload.data),
+                        ),
+                    )
+                    acks[device][0].append(payload.capture_id)
+        committed = time.time()
+        for device, (event_ids, snapshot_ids) in acks.items():
+            for event_id in event_ids:
+                self.committed_at.setdefault(event_id, committed)
+            for start in range(0, max(len(event_ids), len(snapshot_ids)), wire.MAX_ACK_IDS):
+                ack = wire.Ack(
+                    client=device,
+                    at=wire.now_utc(),
+                    event_ids=event_ids[start : start + wire.MAX_ACK_IDS],
+                    snapshot_ids=snapshot_ids[start : start + wire.MAX_ACK_IDS],
+                )
+                self.link.publish(self.topics.device_ack(device), ack, qos=1)
+
+    def stored_events(self) -> list[tuple[str, str, int]]:
+        """(event_id, device, seq) of every committed event, in seq order."""
+        connection = sqlite3.connect(self.database)
+        try:
+            return list(connection.execute("SELECT event_id, device, seq FROM events ORDER BY device, seq"))
+        finally:
+            connection.close()
