@@ -413,3 +413,37 @@ def test_sigterm_flushes_and_says_stopped(
         not (tmp_path / "edge-data" / "outbox.db-wal").exists()
         or (tmp_path / "edge-data" / "outbox.db-wal").stat().st_size == 0
     ), "a clean stop checkpoints the WAL"
+
+
+def test_the_rollcall_edge_run_command(broker: TestBroker, tmp_path: Path, model_dir: Path) -> None:
+    config = write_config(tmp_path, broker, model_dir)
+    with probe(broker, SITE.device_status(DEVICE), SITE.device_health(DEVICE)) as seen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rollcall.cli", "edge", "run", "--config", str(config)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert seen.wait_for(lambda _: len(seen.on(SITE.device_health(DEVICE))) >= 2, 60)
+            assert b'"online"' in seen.on(SITE.device_status(DEVICE))[0].payload
+        finally:
+            process.terminate()
+            assert process.wait(30) == 0
+        assert seen.wait_for(lambda _: b'"stopped"' in seen.on(SITE.device_status(DEVICE))[-1].payload, 10)
+
+
+def test_edge_run_refuses_a_bad_config_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "edge.toml"
+    bad.write_text('[device]\nid = "door-1"\n[camera]\nfps = -3\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "rollcall.cli", "edge", "run", "--config", str(bad)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert f"{bad}:4: camera.fps" in result.stderr
