@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -17,6 +18,12 @@ class HubSettings(Section):
     database: ConfigPath = Path("/var/lib/rollcall/hub/rollcall.db")
     data_dir: ConfigPath = Path("/var/lib/rollcall/hub")
     key_file: ConfigPath = Path("/etc/rollcall/hub.key")
+    accept_unknown_devices: bool = True
+    """Register a device the first time it speaks (role `both`); false: only [[cameras]] may deliver."""
+    models_dir: ConfigPath | None = None
+    """Models for enrolment from photos (default $ROLLCALL_MODEL_DIR)."""
+    model_pack: str | None = None
+    """The pack devices run, so templates match their model (default: the manifest's default)."""
 
 
 class RetentionSettings(Section):
@@ -27,6 +34,25 @@ class RetentionSettings(Section):
     screens_days: Annotated[int, Field(ge=1, le=3650)] = 7
 
 
+class CameraSettings(Section):
+    """A door device the hub knows, and which way its camera looks."""
+
+    device: EntityIdSetting
+    name: str = ""
+    role: Literal["entrance", "exit", "both"] = "both"
+
+
+class AttendanceSettings(Section):
+    """How the hub turns sightings into days."""
+
+    day_starts_at: time = time(4, 0)
+    """Local time a day begins: sightings before it belong to the previous day (night shifts: set it to noon)."""
+    settle_out_after_min: Annotated[int, Field(ge=0, le=24 * 60)] = 30
+    """A last-out (single `both` camera) is provisional until this long passes without a later sighting."""
+    presence_timeout_h: Annotated[float, Field(gt=0, le=72)] = 12.0
+    """Someone not seen leaving is marked out this long after their last sighting."""
+
+
 class HubConfig(Section):
     """The whole configuration of the hub."""
 
@@ -34,6 +60,9 @@ class HubConfig(Section):
     mqtt: MqttSettings = MqttSettings()
     hub: HubSettings = HubSettings()
     retention: RetentionSettings = RetentionSettings()
+    attendance: AttendanceSettings = AttendanceSettings()
+    cameras: list[CameraSettings] = []
+    """Known door devices; with ``hub.accept_unknown_devices`` false, messages of any other device are refused."""
 
     def summary(self) -> str:
         """One line for check-config and the start-up log."""

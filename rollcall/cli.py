@@ -126,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
             from edge.cli import add_edge_commands  # light: handlers import the engine only when run
 
             add_edge_commands(role_commands)
+        if role == "hub":
+            from hub.cli import add_hub_commands
+
+            add_hub_commands(role_commands)
+
+    from hub.cli import add_people_commands, add_report_commands
+
+    add_people_commands(roles)
+    add_report_commands(roles)
 
     from edge.models import add_models_commands  # light: standard library only until a command runs
 

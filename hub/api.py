@@ -1,0 +1,235 @@
+"""The hub's request/reply API over the broker (for the TUI and scripts); every change is audited.
+
+A request names its method and carries its reply topic (MQTT 3.1.1 has no response topic). Methods are listed in
+:data:`METHODS` and documented in docs/wire.md and docs/hub.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import JsonValue
+from ulid import ULID
+
+from edge import wire
+from hub.store import NotFound, StoreError
+
+if TYPE_CHECKING:
+    from hub.service import HubService
+
+log = logging.getLogger("rollcall.hub.api")
+
+
+class RequestError(Exception):
+    """A request that cannot be served: a stable code and a message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _text(params: dict[str, JsonValue], key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError("bad_params", f"parameter {key!r} must be a non-empty string")
+    return value.strip()
+
+
+class RequestHandler:
+    """Serves requests on the hub's writer thread (the store's one user)."""
+
+    def __init__(
+        self,
+        hub: HubService,
+        *,
+        enrol_photos: Callable[[str, list[str]], JsonValue] | None = None,
+        enrol_capture: Callable[[bytes], tuple[Any, float, str | None]] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.enrol_photos = enrol_photos
+        self.enrol_capture = enrol_capture
+        self.methods: dict[str, Callable[[dict[str, JsonValue], str, datetime], JsonValue]] = {
+            "people.list": self.people_list,
+            "people.add": self.people_add,
+            "people.rename": self.people_rename,
+            "people.remove": self.people_remove,
+            "people.enrol_photos": self.people_enrol_photos,
+            "people.enrol_at_device": self.people_enrol_at_device,
+            "presence.get": self.presence_get,
+            "attendance.day": self.attendance_day,
+            "events.recent": self.events_recent,
+            "devices.list": self.devices_list,
+            "snapshot.get": self.snapshot_get,
+        }
+
+    def handle(self, request: wire.Request, now: datetime) -> None:
+        """Serve one request and publish its reply to the topic the request named."""
+        try:
+            method = self.methods.get(request.method)
+            if method is None:
+                raise RequestError("unknown_method", f"no method {request.method!r}; known: {', '.join(self.methods)}")
+            reply = wire.Reply(
+                request_id=request.request_id, ok=True, result=method(dict(request.params), request.client, now)
+            )
+        except RequestError as exc:
+            reply = wire.Reply(
+                request_id=request.request_id, ok=False, error=wire.ReplyError(code=exc.code, message=str(exc))
+            )
+        except NotFound as exc:
+            reply = wire.Reply(
+                request_id=request.request_id, ok=False, error=wire.ReplyError(code="not_found", message=str(exc))
+            )
+        except (StoreError, ValueError) as exc:
+            reply = wire.Reply(
+                request_id=request.request_id, ok=False, error=wire.ReplyError(code="refused", message=str(exc)[:2000])
+            )
+        try:
+            self.hub.link.publish(request.reply_to, reply, qos=1)
+        except Exception:
+            log.exception("could not publish the reply to %s", request.reply_to)
+
+    # --- people ------------------------------------------------------------------------------------------------------
+
+    def people_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        counts = self.hub.store.template_counts(self.hub.model_id)
+        return [
+            {"person_id": p.id, "name": p.name, "templates": counts.get(p.id, 0), "created_at": _iso(p.created_at)}
+            for p in self.hub.store.list_people()
+        ]
+
+    def people_add(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        person_id = self.hub.store.add_person(_text(params, "name"), now)
+        self.hub.store.audit(client, "person.add", person_id, {"name": _text(params, "name")}, now)
+        self.hub.publish_presence(now)
+        return {"person_id": person_id}
+
+    def people_rename(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        person_id = _text(params, "person_id")
+        self.hub.store.rename_person(person_id, _text(params, "name"), now)
+        self.hub.store.audit(client, "person.rename", person_id, {"name": _text(params, "name")}, now)
+        self.hub.mark_galleries_dirty()
+        return {"person_id": person_id}
+
+    def people_remove(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        person_id = _text(params, "person_id")
+        report = self.hub.store.erase_person(person_id, now, actor=client)
+        self.hub.forget_person(person_id, now)
+        return {
+            "person_id": person_id,
+            "templates": report.templates,
+            "snapshots": report.snapshots,
+            "events": report.events,
+        }
+
+    def people_enrol_photos(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        person_id = _text(params, "person_id")
+        if self.hub.store.get_person(person_id) is None:
+            raise RequestError("not_found", f"no person {person_id}")
+        paths = params.get("paths")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise RequestError("bad_params", "parameter 'paths' must be a list of photo files or folders on the hub")
+        if self.enrol_photos is None:
+            raise RequestError("unavailable", "this hub has no face models configured for enrolment")
+        result: JsonValue = self.enrol_photos(person_id, [str(p) for p in paths])
+        self.hub.store.audit(client, "person.enrol_photos", person_id, {"photos": len(paths)}, now)
+        self.hub.mark_galleries_dirty()
+        return result
+
+    def people_enrol_at_device(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        person_id = _text(params, "person_id")
+        device = _text(params, "device")
+        if self.hub.store.get_person(person_id) is None:
+            raise RequestError("not_found", f"no person {person_id}")
+        if self.hub.store.get_device(device) is None:
+            raise RequestError("not_found", f"no device {device}")
+        count = params.get("count", 5)
+        if not isinstance(count, int) or not 1 <= count <= 50:
+            raise RequestError("bad_params", "parameter 'count' must be an integer from 1 to 50")
+        command = wire.DeviceCommand(
+            command_id=str(ULID()), at=now, action="enrol_capture", person_id=person_id, count=count, issued_by=client
+        )
+        self.hub.link.publish(self.hub.topics.device_command(device), command, qos=1)
+        self.hub.store.audit(client, "person.enrol_at_device", person_id, {"device": device, "count": count}, now)
+        return {"command_id": command.command_id, "device": device, "count": count}
+
+    def on_enrol_capture(self, capture: wire.Capture, now: datetime) -> None:
+        """A face crop a device took for enrolment: make it a template of that person."""
+        if self.enrol_capture is None or capture.person_id is None:
+            return
+        if self.hub.store.get_person(capture.person_id) is None:
+            return
+        embedding, quality, problem = self.enrol_capture(capture.data)
+        if problem is not None or embedding is None:
+            log.info("enrolment capture %s not used: %s", capture.capture_id, problem)
+            return
+        self.hub.store.add_template(
+            capture.person_id, self.hub.model_id, embedding, quality, f"capture:{capture.capture_id}", now
+        )
+        self.hub.mark_galleries_dirty()
+
+    # --- state -------------------------------------------------------------------------------------------------------
+
+    def presence_get(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        payload = self.hub.presence_payload(now)
+        return [entry.model_dump(mode="json") for entry in payload.people]
+
+    def attendance_day(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        try:
+            day = date.fromisoformat(_text(params, "date"))
+        except ValueError:
+            raise RequestError("bad_params", "parameter 'date' must be YYYY-MM-DD") from None
+        names = {p.id: p.name for p in self.hub.store.list_people()}
+        return [
+            {
+                "person_id": row.person_id,
+                "name": names.get(row.person_id),
+                "first_in": _iso(row.first_in),
+                "last_out": _iso(row.last_out),
+                "hours": round(row.present_s / 3600, 2),
+                "status": row.status,
+                "first_in_event": row.first_in_event,
+                "last_out_event": row.last_out_event,
+            }
+            for row in self.hub.store.attendance(day)
+        ]
+
+    def events_recent(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        limit = params.get("limit", 50)
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise RequestError("bad_params", "parameter 'limit' must be an integer from 1 to 1000")
+        return [
+            {key: row[key] for key in ("event_id", "device", "seq", "at", "type", "person_id", "score", "has_snapshot")}
+            for row in self.hub.store.recent_events(limit)
+        ]
+
+    def devices_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        return [
+            {
+                "device": d.id,
+                "name": d.name,
+                "role": d.role,
+                "status": d.status,
+                "last_seen": _iso(d.last_seen),
+                "gallery_version": d.gallery_version,
+                "gallery_sent_version": d.gallery_sent_version,
+                "model_pack": d.model_pack,
+                "delivered_through": _iso(d.delivered_through),
+                "health": d.health,
+            }
+            for d in self.hub.store.list_devices()
+        ]
+
+    def snapshot_get(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        event_id = _text(params, "event_id")
+        data = self.hub.store.load_snapshot(event_id)
+        if data is None:
+            raise RequestError("not_found", f"no snapshot for event {event_id}")
+        return {"event_id": event_id, "content_type": "image/jpeg", "data_b64": base64.b64encode(data).decode()}

@@ -1,0 +1,262 @@
+"""Attendance: per person per local day, first in and last out with their photos, time on site, and finality (pure)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from hub.presence import ROLES, Role, Sighting
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceRules:
+    """How sightings become attendance days.
+
+    ``timezone``: the site's IANA zone; days are local days there.
+    ``day_starts_at``: local wall-clock time at which an attendance day begins (default 04:00: a sighting at 03:30
+    belongs to the day before). Put it where nobody is on site: a site with night shifts 22:00–06:00 uses e.g.
+    12:00 so that a shift is one day, labelled with the date it started.
+    ``settle_out_after``: a last-out is provisional until this long has passed without a later sighting of that
+    person that day (or until the day has ended).
+    ``photo_within``: when the sighting that marks an arrival or a departure has no snapshot (``left`` events carry
+    none), the photo is taken from the nearest sighting of the same person at the same device within this long.
+    """
+
+    timezone: str
+    day_starts_at: time = time(4, 0)
+    settle_out_after: timedelta = timedelta(minutes=30)
+    photo_within: timedelta = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}; use an IANA name such as 'Europe/Berlin'") from None
+        if self.day_starts_at.tzinfo is not None:
+            raise ValueError("day_starts_at is a local wall-clock time: give it without a tzinfo")
+        if self.settle_out_after < timedelta(0) or self.photo_within < timedelta(0):
+            raise ValueError("settle_out_after and photo_within must not be negative")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The site's time zone."""
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceDay:
+    """One person's attendance on one local day (``day`` is the local date on which that attendance day begins).
+
+    ``first_in``/``last_out`` are UTC instants, ``first_in_event``/``last_out_event`` the events whose snapshots show
+    them. ``sightings`` counts the person's distinct sightings that day. See :func:`compute_days` for the rules.
+    """
+
+    person_id: str
+    day: date
+    first_in: datetime | None
+    first_in_event: str | None
+    last_out: datetime | None
+    last_out_event: str | None
+    minutes_on_site: int
+    out_settled: bool
+    final: bool
+    sightings: int
+    forgot_checkout: bool
+
+
+def _check_aware(value: datetime, what: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime (UTC), got naive {value.isoformat()}")
+
+
+@lru_cache(maxsize=4096)
+def _day_start(day: date, starts_at: time, timezone: str) -> datetime:
+    """The first instant (UTC) whose local wall clock reads ``day starts_at`` or later.
+
+    A wall time that occurs twice (clocks go back) starts the day at its first occurrence; one that does not occur
+    (clocks go forward) starts it at the transition, so every instant belongs to exactly one day.
+    """
+    zone = ZoneInfo(timezone)
+    wall = datetime.combine(day, starts_at)
+    start = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if start.astimezone(zone).replace(tzinfo=None) == wall:
+        return start
+    # In a gap: fold=1 reads the wall time with the offset after the transition, which lands before it.
+    low, high = wall.replace(tzinfo=zone, fold=1).astimezone(UTC), start
+    lo_us, hi_us = 0, (high - low) // timedelta(microseconds=1)
+    while hi_us - lo_us > 1:  # invariant: wall(low + lo_us) < wall, wall(low + hi_us) >= wall
+        mid = (lo_us + hi_us) // 2
+        if (low + timedelta(microseconds=mid)).astimezone(zone).replace(tzinfo=None) >= wall:
+            hi_us = mid
+        else:
+            lo_us = mid
+    return low + timedelta(microseconds=hi_us)
+
+
+def day_bounds(day: date, rules: AttendanceRules) -> tuple[datetime, datetime]:
+    """The UTC instants ``[start, end)`` of one attendance day (23 or 25 hours long on a DST change)."""
+    return (
+        _day_start(day, rules.day_starts_at, rules.timezone),
+        _day_start(day + timedelta(days=1), rules.day_starts_at, rules.timezone),
+    )
+
+
+def local_day(at: datetime, rules: AttendanceRules) -> date:
+    """The attendance day an instant belongs to: its local date, or the day before when earlier than the boundary."""
+    _check_aware(at, "at")
+    wall = at.astimezone(rules.zone).date()
+    for day in (wall + timedelta(days=1), wall, wall - timedelta(days=1)):
+        if _day_start(day, rules.day_starts_at, rules.timezone) <= at:
+            return day
+    return wall - timedelta(days=2)
+
+
+def day_is_final(
+    day: date,
+    roles: Mapping[str, Role],
+    rules: AttendanceRules,
+    now: datetime,
+    delivered_through: Mapping[str, datetime],
+) -> bool:
+    """Whether a day can no longer change: it has ended and every device has delivered everything up to its end.
+
+    ``delivered_through[device]`` is the instant up to which the hub holds every event that device stamped. A device
+    missing from it, or behind the day's end (offline across the boundary, its outbox not yet drained), keeps the day
+    open, so an absence or a forgotten check-out on a non-final day may still be overturned by a late event. A device
+    taken out of service must be removed from ``roles`` or it keeps every later day open.
+    """
+    _check_aware(now, "now")
+    end = day_bounds(day, rules)[1]
+    if now < end:
+        return False
+    for device in roles:
+        through = delivered_through.get(device)
+        if through is None:
+            return False
+        _check_aware(through, f"delivered_through[{device!r}]")
+        if through < end:
+            return False
+    return True
+
+
+def _order(sighting: Sighting) -> tuple[datetime, str, str, str, str, bool]:
+    return (
+        sighting.at,
+        sighting.event_id,
+        sighting.device,
+        sighting.person_id,
+        sighting.type,
+        sighting.has_snapshot,
+    )
+
+
+def compute_days(
+    sightings: Iterable[Sighting],
+    roles: Mapping[str, Role],
+    rules: AttendanceRules,
+    now: datetime,
+    delivered_through: Mapping[str, datetime],
+) -> list[AttendanceDay]:
+    """Attendance days, sorted by day then person, recomputed from the sightings (any order gives the same result).
+
+    Pass every sighting of each day wanted (:func:`day_bounds` gives the range to load); a day with part of its
+    sightings is computed from that part. Sightings are taken once per ``event_id``; sightings from devices without
+    a role in ``roles`` (no door camera) are ignored. Each person's sightings of one day, in time order:
+
+    - An ``entrance`` or ``both`` sighting while outside opens an on-site interval (while inside it changes
+      nothing); an ``exit`` sighting while inside closes it. An ``exit`` while outside (no arrival seen since the
+      last exit, e.g. the person came in unseen) adds no time: no arrival is invented. ``minutes_on_site`` is the
+      sum of the intervals, floored to whole minutes.
+    - An interval still open after the day's last sighting closes at that last sighting. With a ``both`` camera the
+      day's last sighting is the departure, so there minutes are ``last - first``; after an entrance with no exit
+      (forgotten check-out) the time counts up to the person's last sighting.
+    - ``first_in`` is the first ``entrance`` or ``both`` sighting (None when the day has only exits).
+    - ``last_out`` is the day's last sighting when it is at an ``exit`` (the last exit) or a ``both`` camera (the
+      departure is inferred). When the last sighting is at an ``entrance``, the person never went out: ``last_out``
+      is None, and once the day has ended ``forgot_checkout`` is True.
+    - ``out_settled``: a ``last_out`` holds once ``settle_out_after`` has passed after the day's last sighting with
+      no later one, or once the day has ended; until then a later sighting may still move it.
+    - ``final``: see :func:`day_is_final`; the day has ended and every device in ``roles`` delivered past its end.
+    - Photos: ``first_in_event``/``last_out_event`` name the arrival/departure sighting itself when it has a
+      snapshot, else the nearest sighting (by time, then earlier, then event id) of the same person at the same
+      device within ``photo_within`` that has one, else the sighting itself (the hub finds no photo for it).
+
+    A shift that crosses ``day_starts_at`` splits into two days: the first ends inside (a forgotten check-out,
+    counted up to its last sighting), the second begins with an exit (no arrival, no time). Sites with night shifts
+    put the boundary between the shifts instead (see :class:`AttendanceRules`).
+    """
+    _check_aware(now, "now")
+    for device, role in roles.items():
+        if role not in ROLES:
+            raise ValueError(f"device {device!r}: camera role must be 'entrance', 'exit' or 'both', got {role!r}")
+    for device, through in delivered_through.items():
+        _check_aware(through, f"delivered_through[{device!r}]")
+    unique: dict[str, Sighting] = {}
+    for sighting in sorted(sightings, key=_order):
+        unique.setdefault(sighting.event_id, sighting)
+    groups: dict[tuple[date, str], list[Sighting]] = defaultdict(list)
+    for sighting in sorted(unique.values(), key=_order):
+        if sighting.device in roles:
+            groups[(local_day(sighting.at, rules), sighting.person_id)].append(sighting)
+    return [
+        _compute_day(person_id, day, group, roles, rules, now, delivered_through)
+        for (day, person_id), group in sorted(groups.items())
+    ]
+
+
+def _photo(marker: Sighting, group: list[Sighting], rules: AttendanceRules) -> str:
+    candidates = [
+        s for s in group if s.has_snapshot and s.device == marker.device and abs(s.at - marker.at) <= rules.photo_within
+    ]
+    if not candidates:
+        return marker.event_id
+    # nearest in time; the marker itself first on a tie, then the earlier, then by event id (order-independent)
+    best = min(candidates, key=lambda s: (abs(s.at - marker.at), s.event_id != marker.event_id, s.at, s.event_id))
+    return best.event_id
+
+
+def _compute_day(
+    person_id: str,
+    day: date,
+    group: list[Sighting],
+    roles: Mapping[str, Role],
+    rules: AttendanceRules,
+    now: datetime,
+    delivered_through: Mapping[str, datetime],
+) -> AttendanceDay:
+    end = day_bounds(day, rules)[1]
+    ended = now >= end
+    on_site = timedelta(0)
+    inside_since: datetime | None = None
+    first_in: Sighting | None = None
+    for sighting in group:
+        if roles[sighting.device] == "exit":
+            if inside_since is not None:
+                on_site += sighting.at - inside_since
+                inside_since = None
+        else:
+            if first_in is None:
+                first_in = sighting
+            if inside_since is None:
+                inside_since = sighting.at
+    last = group[-1]
+    if inside_since is not None:
+        on_site += last.at - inside_since
+    last_out = None if roles[last.device] == "entrance" else last
+    return AttendanceDay(
+        person_id=person_id,
+        day=day,
+        first_in=first_in.at if first_in else None,
+        first_in_event=_photo(first_in, group, rules) if first_in else None,
+        last_out=last_out.at if last_out else None,
+        last_out_event=_photo(last_out, group, rules) if last_out else None,
+        minutes_on_site=on_site // timedelta(minutes=1),
+        out_settled=last_out is not None and now >= min(last.at + rules.settle_out_after, end),
+        final=day_is_final(day, roles, rules, now, delivered_through),
+        sightings=len(group),
+        forgot_checkout=ended and last_out is None,
+    )

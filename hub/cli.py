@@ -1,0 +1,335 @@
+"""The ``rollcall hub``, ``rollcall people`` and ``rollcall report`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sqlite3
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = Path(os.environ.get("ROLLCALL_HUB_CONFIG", "/etc/rollcall/hub.toml"))
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"hub TOML config (default {DEFAULT_CONFIG}, or $ROLLCALL_HUB_CONFIG)",
+    )
+
+
+def add_hub_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rollcall hub run`` and ``rollcall hub rotate-key``."""
+    run = commands.add_parser("run", help="run the hub: ingest, presence, attendance, galleries, request API")
+    _config_argument(run)
+    run.set_defaults(handler=run_hub)
+    rotate = commands.add_parser(
+        "rotate-key", help="add a new encryption key and re-encrypt templates and snapshots (stop the hub first)"
+    )
+    _config_argument(rotate)
+    rotate.add_argument(
+        "--retire-old-keys", action="store_true", help="drop the old keys once everything is re-encrypted"
+    )
+    rotate.set_defaults(handler=rotate_key)
+
+
+def add_people_commands(roles: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rollcall people add|list|remove`` (through the running hub's API)."""
+    people = roles.add_parser("people", help="enrol, list and remove people (asks the running hub)")
+    commands = people.add_subparsers(dest="people_command", metavar="COMMAND", required=True)
+    add = commands.add_parser("add", help="add a person and enrol them from photos (files or folders on the hub)")
+    add.add_argument("name", help="the person's name as it should be shown")
+    add.add_argument("photos", nargs="+", help="photo files or folders")
+    _config_argument(add)
+    add.set_defaults(handler=people_add)
+    listing = commands.add_parser("list", help="everyone the hub knows, with their number of templates")
+    _config_argument(listing)
+    listing.set_defaults(handler=people_list)
+    remove = commands.add_parser("remove", help="erase a person: templates, photos, identity in events, galleries")
+    remove.add_argument("person", help="person id (p-...) or exact name")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _config_argument(remove)
+    remove.set_defaults(handler=people_remove)
+
+
+def add_report_commands(roles: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rollcall report attendance|events|person`` (read-only, straight from the database)."""
+    report = roles.add_parser("report", help="attendance, events and per-person reports from the hub's database")
+    commands = report.add_subparsers(dest="report_command", metavar="COMMAND", required=True)
+    attendance = commands.add_parser("attendance", help="first in, last out and hours per person per day")
+    attendance.add_argument(
+        "--from", dest="start", type=date.fromisoformat, help="first day YYYY-MM-DD (default today)"
+    )
+    attendance.add_argument("--to", dest="end", type=date.fromisoformat, help="last day YYYY-MM-DD (default --from)")
+    attendance.add_argument("--format", choices=["csv", "json", "table"], default="table")
+    _config_argument(attendance)
+    attendance.set_defaults(handler=report_attendance)
+    events = commands.add_parser("events", help="the most recent events")
+    events.add_argument("--last", type=int, default=20, help="how many (default 20)")
+    events.add_argument("--format", choices=["csv", "json", "table"], default="table")
+    _config_argument(events)
+    events.set_defaults(handler=report_events)
+    person = commands.add_parser("person", help="one person: presence, recent days and events")
+    person.add_argument("person", help="person id (p-...) or exact name")
+    _config_argument(person)
+    person.set_defaults(handler=report_person)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"rollcall: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path: Path) -> Any:
+    from edge.settings import ConfigError, load_config
+    from hub.config import HubConfig
+
+    try:
+        return load_config(HubConfig, path, "hub")
+    except ConfigError as exc:
+        lines = "\n".join(f"  {p}" for p in exc.problems)
+        raise SystemExit(_fail(f"{path}: the hub config has problems:\n{lines}")) from None
+
+
+def _model(config: Any) -> tuple[str, int]:
+    from edge.models import load_manifest
+
+    manifest = load_manifest()
+    pack = manifest.pack(config.hub.model_pack)
+    recogniser = manifest.recogniser_of(pack.name)
+    return f"{pack.name}:{recogniser.name}", int(recogniser.embedding_size or 128)
+
+
+def run_hub(args: argparse.Namespace) -> int:
+    """``rollcall hub run``."""
+    import logging
+    import signal
+
+    from edge import wire
+    from edge.engine import build_engine
+    from edge.models import ModelError
+    from hub.enrol import Enroller
+    from hub.service import HubService
+    from hub.store import HubStore, StoreError
+
+    config = _load(args.config)
+    try:
+        store = HubStore.from_settings(config.hub)
+    except StoreError as exc:
+        return _fail(str(exc))
+    model_id, size = _model(config)
+    enroller = None
+    try:
+        engine = build_engine(config.hub.model_pack, config.hub.models_dir)
+        enroller = Enroller(engine, store, model_id, wire.now_utc)
+    except ModelError as exc:
+        logging.getLogger("rollcall.hub").warning("enrolment from photos is off: %s", exc)
+    hub = HubService(
+        config,
+        store,
+        model_id=model_id,
+        embedding_size=size,
+        enrol_photos=enroller.enrol_photos if enroller else None,
+        enrol_capture=enroller.embed_capture if enroller else None,
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: hub.stop_event.set())
+    print(f"rollcall hub: {config.summary()}", file=sys.stderr, flush=True)
+    hub.start()
+    hub.stop_event.wait()
+    hub.stop()
+    store.close()
+    return 0
+
+
+def rotate_key(args: argparse.Namespace) -> int:
+    """``rollcall hub rotate-key``."""
+    from hub.store import HubStore, StoreError
+
+    config = _load(args.config)
+    try:
+        with HubStore.from_settings(config.hub) as store:
+            rows, files = store.rotate_key(retire_old_keys=args.retire_old_keys)
+    except StoreError as exc:
+        return _fail(str(exc))
+    print(f"re-encrypted {rows} templates and {files} files with the new key in {config.hub.key_file}")
+    return 0
+
+
+def _client(config: Any) -> Any:
+    from hub.client import HubClient
+
+    return HubClient(config.mqtt, _topics(config), f"cli-{os.getpid()}")
+
+
+def _topics(config: Any) -> Any:
+    from edge import wire
+
+    return wire.Topics(config.site.id, config.site.topic_prefix)
+
+
+def _resolve_person(client: Any, person: str) -> str:
+    people = client.call("people.list")
+    matches = [p["person_id"] for p in people if person in (p["person_id"], p["name"])]
+    if len(matches) != 1:
+        raise ValueError(
+            f"{'no' if not matches else 'several'} people match {person!r}; use the id (rollcall people list)"
+        )
+    return str(matches[0])
+
+
+def people_add(args: argparse.Namespace) -> int:
+    """``rollcall people add NAME PHOTO...``."""
+    from hub.client import HubRequestFailed, HubUnavailable
+
+    config = _load(args.config)
+    photos = [str(Path(p).expanduser().resolve()) for p in args.photos]
+    missing = [p for p in photos if not Path(p).exists()]
+    if missing:
+        return _fail(f"no such photo or folder: {', '.join(missing)}")
+    try:
+        with _client(config) as client:
+            person_id = client.call("people.add", {"name": args.name})["person_id"]
+            result = client.call("people.enrol_photos", {"person_id": person_id, "paths": photos}, timeout=120)
+    except (HubUnavailable, HubRequestFailed) as exc:
+        return _fail(str(exc), 1)
+    for photo in result["photos"]:
+        mark = "ok " if photo["ok"] else "NO "
+        print(f"  {mark} {photo['photo']}" + ("" if photo["ok"] else f": {photo['reason']}"))
+    print(f"{args.name}: {person_id}, {result['enrolled']} of {len(result['photos'])} photos enrolled")
+    return 0 if result["enrolled"] else 1
+
+
+def people_list(args: argparse.Namespace) -> int:
+    """``rollcall people list``."""
+    from hub.client import HubRequestFailed, HubUnavailable
+
+    config = _load(args.config)
+    try:
+        with _client(config) as client:
+            people = client.call("people.list")
+    except (HubUnavailable, HubRequestFailed) as exc:
+        return _fail(str(exc), 1)
+    for person in people:
+        print(f"{person['person_id']:<32} {person['templates']:>3} templates  {person['name']}")
+    print(f"{len(people)} people")
+    return 0
+
+
+def people_remove(args: argparse.Namespace) -> int:
+    """``rollcall people remove PERSON``."""
+    from hub.client import HubRequestFailed, HubUnavailable
+
+    config = _load(args.config)
+    try:
+        with _client(config) as client:
+            person_id = _resolve_person(client, args.person)
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    return _fail("refusing to erase without --yes (no terminal to ask on)")
+                if input(f"Erase {args.person} ({person_id}) everywhere? Type yes: ").strip() != "yes":
+                    return _fail("not erased", 1)
+            result = client.call("people.remove", {"person_id": person_id}, timeout=60)
+    except ValueError as exc:
+        return _fail(str(exc))
+    except (HubUnavailable, HubRequestFailed) as exc:
+        return _fail(str(exc), 1)
+    print(
+        f"erased {person_id}: {result['templates']} templates, {result['snapshots']} snapshots, "
+        f"{result['events']} events de-identified; galleries republished"
+    )
+    return 0
+
+
+def _read_only(config: Any) -> sqlite3.Connection:
+    path = config.hub.database
+    if not Path(path).exists():
+        raise SystemExit(_fail(f"no hub database at {path} (check hub.database in {config})"))
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
+    if fmt == "json":
+        print(json.dumps(rows, indent=2, default=str))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        widths = {c: max([len(c), *(len(str(r.get(c) or "")) for r in rows)]) for c in columns}
+        print("  ".join(c.ljust(widths[c]) for c in columns))
+        for row in rows:
+            print("  ".join(str(row.get(c) or "").ljust(widths[c]) for c in columns))
+
+
+def report_attendance(args: argparse.Namespace) -> int:
+    """``rollcall report attendance``."""
+    config = _load(args.config)
+    start = args.start or date.today()
+    end = args.end or start
+    if end < start:
+        return _fail("--to is before --from")
+    connection = _read_only(config)
+    rows = [
+        dict(row)
+        for row in connection.execute(
+            "SELECT a.day, a.person_id, p.name, a.first_in, a.last_out, ROUND(a.present_s / 3600.0, 2) AS hours, "
+            "a.status, a.first_in_event, a.last_out_event FROM attendance a JOIN people p ON p.id = a.person_id "
+            "WHERE a.day BETWEEN ? AND ? ORDER BY a.day, p.name",
+            (start.isoformat(), end.isoformat()),
+        )
+    ]
+    _emit(rows, args.format, ["day", "person_id", "name", "first_in", "last_out", "hours", "status"])
+    return 0
+
+
+def report_events(args: argparse.Namespace) -> int:
+    """``rollcall report events``."""
+    config = _load(args.config)
+    if not 1 <= args.last <= 100_000:
+        return _fail("--last must be between 1 and 100000")
+    connection = _read_only(config)
+    rows = [
+        dict(row)
+        for row in connection.execute(
+            "SELECT e.at, e.device, e.seq, e.type, e.person_id, p.name, ROUND(e.score, 3) AS score, e.has_snapshot "
+            "FROM events e LEFT JOIN people p ON p.id = e.person_id ORDER BY e.at DESC LIMIT ?",
+            (args.last,),
+        )
+    ]
+    _emit(rows, args.format, ["at", "device", "seq", "type", "person_id", "name", "score"])
+    return 0
+
+
+def report_person(args: argparse.Namespace) -> int:
+    """``rollcall report person``."""
+    config = _load(args.config)
+    connection = _read_only(config)
+    found = connection.execute(
+        "SELECT id, name FROM people WHERE (id = ? OR name = ?) AND erased_at IS NULL", (args.person, args.person)
+    ).fetchall()
+    if len(found) != 1:
+        return _fail(f"{'no' if not found else 'several'} people match {args.person!r}")
+    person_id, name = found[0]["id"], found[0]["name"]
+    presence = connection.execute(
+        "SELECT state, since, door FROM presence WHERE person_id = ?", (person_id,)
+    ).fetchone()
+    print(f"{name} ({person_id})")
+    print(f"  now: {dict(presence) if presence else 'never seen'}")
+    since = (date.today() - timedelta(days=14)).isoformat()
+    for row in connection.execute(
+        "SELECT day, first_in, last_out, ROUND(present_s / 3600.0, 2) AS hours, status FROM attendance "
+        "WHERE person_id = ? AND day >= ? ORDER BY day DESC",
+        (person_id, since),
+    ):
+        first_in, last_out = row["first_in"] or "-", row["last_out"] or "-"
+        print(f"  {row['day']}: in {first_in}  out {last_out}  {row['hours']} h  {row['status']}")
+    return 0

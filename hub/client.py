@@ -1,0 +1,91 @@
+"""A request/reply client for the hub's API over the broker (used by the CLI and the TUI)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pydantic import JsonValue
+from ulid import ULID
+
+from edge import wire
+from edge.mqtt import MqttLink, Received
+from edge.settings import MqttSettings
+
+
+class HubUnavailable(RuntimeError):
+    """The broker or the hub did not answer in time."""
+
+
+class HubRequestFailed(RuntimeError):
+    """The hub answered with an error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+class HubClient:
+    """Connects once, then :meth:`call` sends a request and waits for its reply."""
+
+    def __init__(self, settings: MqttSettings, topics: wire.Topics, client: str) -> None:
+        self.topics = topics
+        self.client = client
+        self.reply_topic = topics.hub_reply(client)
+        self._replies: dict[str, wire.Reply] = {}
+        self._cond = threading.Condition()
+        self.link = MqttLink(settings, client_id=f"{client}-api", on_message=self._on_message, clean_session=True)
+        self.link.subscribe(self.reply_topic, qos=1)
+
+    def __enter__(self) -> HubClient:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect; raises :class:`HubUnavailable` when the broker cannot be reached."""
+        self.link.start()
+        if not self.link.wait_subscribed(timeout):
+            self.link.stop()
+            host, port = self.link.settings.host, self.link.settings.port
+            raise HubUnavailable(
+                f"cannot reach the broker at {host}:{port}; is it running? (check [mqtt] in the config)"
+            )
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.link.stop()
+
+    def _on_message(self, message: Received) -> None:
+        try:
+            _, reply = wire.decode(message.topic, message.payload)
+        except wire.WireError:
+            return
+        if isinstance(reply, wire.Reply):
+            with self._cond:
+                self._replies[reply.request_id] = reply
+                self._cond.notify_all()
+
+    def call(self, method: str, params: dict[str, JsonValue] | None = None, timeout: float = 10.0) -> Any:
+        """Send one request and return its result; raises on an error reply or no reply within ``timeout``."""
+        request = wire.Request(
+            request_id=str(ULID()),
+            client=self.client,
+            sent_at=wire.now_utc(),
+            method=method,
+            params=params or {},
+            reply_to=self.reply_topic,
+        )
+        self.link.publish(self.topics.hub_request(), request, qos=1)
+        with self._cond:
+            if not self._cond.wait_for(lambda: request.request_id in self._replies, timeout):
+                raise HubUnavailable(
+                    f"the hub did not answer {method} within {timeout:.0f} s; is `rollcall hub run` up?"
+                )
+            reply = self._replies.pop(request.request_id)
+        if not reply.ok:
+            assert reply.error is not None
+            raise HubRequestFailed(reply.error.code, reply.error.message)
+        return reply.result

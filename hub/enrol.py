@@ -1,0 +1,73 @@
+"""Enrolment on the hub: photos (files or folders) and device captures become face templates, with reasons."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import JsonValue
+
+from edge.faces import IMAGE_SUFFIXES, FaceEngine
+from hub.store import HubStore
+
+
+def photo_paths(paths: list[str]) -> list[Path]:
+    """Every photo named, folders expanded (sorted); missing paths raise with their name."""
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ValueError(f"no such photo or folder: {path}")
+    if not found:
+        raise ValueError("no photos found in " + ", ".join(paths))
+    return found
+
+
+class Enroller:
+    """Checks each photo (no face, several faces, too small, too blurred...) and stores the good ones as templates."""
+
+    def __init__(self, engine: FaceEngine, store: HubStore, model_id: str, clock: Any) -> None:
+        self.engine = engine
+        self.store = store
+        self.model_id = model_id
+        self.clock = clock
+
+    def enrol_photos(self, person_id: str, paths: list[str]) -> JsonValue:
+        """Enrol photos for a person; returns per-photo results (``ok`` and a ``reason`` for the refused)."""
+        now: datetime = self.clock()
+        results: list[JsonValue] = []
+        for photo in photo_paths(paths):
+            result = self.engine.enrol_photo(photo, person_id, strict=True)
+            if result.embedding is not None and result.observation is not None:
+                self.store.add_template(
+                    person_id,
+                    self.model_id,
+                    result.embedding,
+                    result.observation.quality.score,
+                    f"photo:{photo.name}",
+                    now,
+                )
+            results.append({"photo": str(photo), "ok": result.ok, "reason": result.reason})
+        enrolled = sum(1 for r in results if isinstance(r, dict) and r["ok"])
+        return {"person_id": person_id, "enrolled": enrolled, "photos": results}
+
+    def embed_capture(self, jpeg: bytes) -> tuple[Any, float, str | None]:
+        """Embedding, quality and problem (None when usable) of a device's enrolment crop."""
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            return None, 0.0, "not a readable JPEG"
+        faces = self.engine.observe(np.asarray(image, dtype=np.uint8))
+        if not faces:
+            return None, 0.0, "no face found"
+        face = max(faces, key=lambda o: o.detection.area)
+        problems = face.quality.problems(self.engine.limits)
+        if problems:
+            return None, face.quality.score, "; ".join(problems)
+        return self.engine.embed([face])[0], face.quality.score, None

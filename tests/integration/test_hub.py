@@ -1,0 +1,316 @@
+"""The hub against a real Mosquitto and real SQLite: end to end from a door clip, crashes, garbage, the API, erasure."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge import wire
+from edge.config import EdgeConfig
+from edge.doorclip import GroundTruth, generate_door_clip
+from edge.engine import build_engine
+from edge.faces import FaceEngine, enrol_people
+from edge.gallery_codec import GalleryAssembler, GalleryError
+from edge.mqtt import MqttLink, Received
+from edge.service import EdgeService
+from edge.settings import load_config
+from edge.sources import FrameSource, open_source
+from hub.client import HubClient
+from hub.config import HubConfig
+from hub.service import HubService
+from hub.store import HubStore
+from tests.conftest import REPO_ROOT
+from tests.helpers.brokers import TestBroker
+from tests.helpers.mqtt import Collector, settings_for
+from tests.integration.test_edge_service import EdgeProcess, outbox_depth, wait_until, write_config
+
+pytestmark = pytest.mark.integration
+
+SITE = wire.Topics("hq")
+
+
+def hub_config(tmp_path: Path, broker: TestBroker, model_dir: Path) -> Path:
+    """A hub config on the test broker with its database and key under tmp_path."""
+    path = tmp_path / "hub.toml"
+    path.write_text(
+        f"""
+[site]
+id = "hq"
+timezone = "Europe/Berlin"
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+keepalive_s = 5
+reconnect_min_s = 1
+reconnect_max_s = 2
+
+[hub]
+database = "{tmp_path / "hub-data" / "rollcall.db"}"
+data_dir = "{tmp_path / "hub-data"}"
+key_file = "{tmp_path / "hub-data" / "hub.key"}"
+models_dir = "{model_dir}"
+
+[attendance]
+settle_out_after_min = 1
+"""
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: Path) -> FaceEngine:
+    """The default pack, built once."""
+    return build_engine(model_dir=model_dir)
+
+
+@pytest.fixture
+def hub(broker: TestBroker, tmp_path: Path, model_dir: Path, engine: FaceEngine) -> Iterator[HubService]:
+    """A running hub service in this process."""
+    from hub.enrol import Enroller
+
+    config = load_config(HubConfig, hub_config(tmp_path, broker, model_dir), "hub", {})
+    store = HubStore.from_settings(config.hub)
+    enroller = Enroller(engine, store, engine.embedder.model_id, wire.now_utc)
+    service = HubService(
+        config,
+        store,
+        model_id=engine.embedder.model_id,
+        embedding_size=engine.embedder.embedding_size,
+        enrol_photos=enroller.enrol_photos,
+        enrol_capture=enroller.embed_capture,
+    )
+    service.start()
+    assert service.link.wait_subscribed(10)
+    try:
+        yield service
+    finally:
+        service.stop()
+        store.close()
+
+
+def test_a_door_clip_becomes_attendance_that_matches_its_ground_truth(
+    broker: TestBroker, hub: HubService, tmp_path: Path, model_dir: Path, faces_dir: Path, engine: FaceEngine
+) -> None:
+    video, truth_path, enrolment = generate_door_clip(faces_dir, tmp_path / "clip", seed=8, duration_s=60.0)
+    truth = GroundTruth.from_json(truth_path, people_dir=faces_dir)
+    now = wire.now_utc()
+    for person_id, photos in enrolment.items():  # the photo folders' names are the people's ids
+        hub.store.add_person(person_id.replace("_", " "), now, person_id=person_id)
+        for result in enrol_people(engine, {person_id: photos}, progress=False):
+            assert result.embedding is not None
+            hub.store.add_template(person_id, hub.model_id, result.embedding, 0.9, f"photo:{result.path.name}", now)
+    hub.mark_galleries_dirty()
+    clip_start = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # a Monday morning in Berlin
+    config = load_config(EdgeConfig, write_config(tmp_path, broker, model_dir, camera=video), "edge", {})
+    config = config.model_copy(update={"camera": config.camera.model_copy(update={"realtime": False, "loop": False})})
+    gallery_ready = threading.Event()
+
+    def source_after_gallery(cfg: EdgeConfig) -> FrameSource:
+        assert gallery_ready.wait(30), "the hub's gallery never reached the device"
+        return open_source(str(video), start_at=clip_start)
+
+    device = EdgeService(config, engine=engine, source_factory=source_after_gallery)
+    threading.Thread(
+        target=lambda: gallery_ready.set() if wait_until(lambda: device.pipeline.gallery.version >= 1, 30) else None,
+        daemon=True,
+    ).start()
+    device.start()
+    try:
+        known = {v.person_id for v in truth.visits if v.person_id}
+        assert wait_until(lambda: outbox_depth(tmp_path) == 0 and device.status.frames >= truth.frames - 1, 120)
+        assert wait_until(lambda: len(hub.store.attendance(clip_start.date())) >= len(known) - 1, 30)
+    finally:
+        device.stop()
+    rows = {row.person_id: row for row in hub.store.attendance(clip_start.date())}
+    matched = 0
+    for visit in truth.visits:
+        if visit.person_id is None:
+            continue
+        row = rows.get(visit.person_id)
+        if row is None:
+            continue
+        enter = clip_start + timedelta(seconds=visit.enter_s)
+        leave = clip_start + timedelta(seconds=visit.leave_s)
+        assert row.first_in is not None and enter - timedelta(seconds=1) <= row.first_in <= leave
+        assert row.last_out is not None and row.first_in <= row.last_out <= leave + timedelta(seconds=5)
+        assert row.first_in_event is not None
+        matched += 1
+    assert matched >= len(known) - 1, f"attendance for {matched} of {len(known)} visitors"
+    names = {p.id for p in hub.store.list_people()}
+    assert set(rows) <= names, "no stranger may get an attendance row"
+    assert any(hub.store.load_snapshot(row.first_in_event or "") for row in rows.values()), "first-in photos stored"
+
+
+def test_request_api_serves_people_presence_events_and_devices(
+    broker: TestBroker, hub: HubService, faces_dir: Path
+) -> None:
+    with HubClient(settings_for(broker), SITE, "tui-test") as client:
+        person = client.call("people.add", {"name": "Barack Obama"})
+        assert isinstance(person, dict)
+        person_id = str(person["person_id"])
+        enrolled = client.call(
+            "people.enrol_photos",
+            {
+                "person_id": person_id,
+                "paths": [str(faces_dir / "Barack_Obama"), str(faces_dir / "_groups" / "insightface_t1.jpg")],
+            },
+            timeout=60,
+        )
+        assert isinstance(enrolled, dict) and enrolled["enrolled"] == 4
+        refused = [p for p in enrolled["photos"] if isinstance(p, dict) and not p["ok"]]
+        assert len(refused) == 1 and "faces" in str(refused[0]["reason"])
+        people = client.call("people.list")
+        assert people == [
+            {"person_id": person_id, "name": "Barack Obama", "templates": 4, "created_at": people[0]["created_at"]}
+        ]
+        presence = client.call("presence.get")
+        assert presence == [
+            {"person_id": person_id, "name": "Barack Obama", "state": "unknown", "since": None, "door": None}
+        ]
+        assert client.call("events.recent", {"limit": 5}) == []
+        assert client.call("devices.list") == []
+        with pytest.raises(Exception, match="unknown_method"):
+            client.call("people.fly")
+        with pytest.raises(Exception, match="bad_params"):
+            client.call("attendance.day", {"date": "yesterday"})
+    audit = hub.store.audit_log(person_id)
+    assert {row["action"] for row in audit} >= {"person.add", "person.enrol_photos"}
+
+
+def _event(device: str, seq: int, at: datetime, person: str | None = "p-unknown") -> wire.Event:
+    from ulid import ULID
+
+    return wire.Event(
+        event_id=str(ULID()),
+        device=device,
+        seq=seq,
+        at=at,
+        type="seen",
+        person_id=person,
+        score=0.7,
+        margin=0.2,
+        track=seq,
+        quality=0.8,
+        has_snapshot=False,
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    leaf=st.sampled_from(["event", "snapshot", "capture", "status", "health"]),
+    junk=st.one_of(
+        st.binary(max_size=300),
+        st.dictionaries(
+            st.text(max_size=10), st.one_of(st.none(), st.integers(), st.text(max_size=20)), max_size=6
+        ).map(lambda d: __import__("json").dumps(d).encode()),
+    ),
+)
+def test_malformed_payloads_are_dead_lettered_and_the_hub_stays_up(hub: HubService, leaf: str, junk: bytes) -> None:
+    before = hub.store.dead_letter_count()
+    hub.handle_batch([(Received(f"rollcall/hq/device/door-9/{leaf}", junk, 1, False), 0.0)])
+    assert hub.store.dead_letter_count() == before + 1
+    good = _event("door-9", 1_000_000 + before, wire.now_utc())
+    hub.handle_batch([(Received(SITE.device_event("door-9"), wire.encode(good), 1, False), 0.0)])
+    assert hub.store.get_event(good.event_id) is not None, "the hub keeps working after garbage"
+
+
+def test_erasing_a_person_reaches_the_devices_galleries(broker: TestBroker, hub: HubService, faces_dir: Path) -> None:
+    galleries = Collector()
+    device_link = MqttLink(settings_for(broker), client_id="gallery-watch", on_message=galleries)
+    device_link.subscribe(SITE.device_gallery("door-1"))
+    device_link.subscribe(SITE.device_gallery_chunk("door-1", 0).rsplit("/", 1)[0] + "/+")
+    device_link.start()
+    hub.store.upsert_device("door-1", role="entrance")
+    try:
+        with HubClient(settings_for(broker), SITE, "tui-erase") as client:
+            canary = client.call("people.add", {"name": "Canary Zyx"})["person_id"]
+            client.call(
+                "people.enrol_photos", {"person_id": canary, "paths": [str(faces_dir / "Katy_Perry")]}, timeout=60
+            )
+            hub.mark_galleries_dirty()
+
+            def latest_gallery_people() -> list[str] | None:
+                assembler = GalleryAssembler(hub.model_id, hub.embedding_size)
+                newest = None
+                for message in list(galleries.messages):
+                    _, payload = wire.decode(message.topic, message.payload)
+                    if not isinstance(payload, (wire.GalleryManifest, wire.GalleryChunk)):
+                        continue
+                    try:
+                        result = assembler.feed(payload)
+                    except GalleryError:
+                        continue
+                    if result is not None:
+                        newest = result.people
+                return newest
+
+            assert wait_until(lambda: canary in (latest_gallery_people() or []), 20)
+            client.call("people.remove", {"person_id": canary}, timeout=60)
+            assert wait_until(lambda: latest_gallery_people() == [], 20)
+    finally:
+        device_link.stop()
+    database = Path(hub.config.hub.database)
+    for path in [database, database.with_name(database.name + "-wal")]:
+        if path.exists():
+            assert b"Canary Zyx" not in path.read_bytes()
+
+
+def test_sigkill_of_the_hub_at_20_moments_loses_and_doubles_nothing(
+    broker: TestBroker, tmp_path: Path, model_dir: Path
+) -> None:
+    config = hub_config(tmp_path, broker, model_dir)
+    edge = EdgeProcess(write_config(tmp_path, broker, model_dir), events=100_000, rate=150)
+    rng = random.Random(20)
+    try:
+        assert edge.ready.wait(60)
+        for _ in range(20):
+            hub_process = subprocess.Popen(
+                [sys.executable, "-m", "rollcall.cli", "--log-level", "WARNING", "hub", "run", "--config", str(config)],
+                cwd=REPO_ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            )
+            threading.Event().wait(rng.uniform(1.5, 3.5))
+            hub_process.send_signal(signal.SIGKILL)
+            hub_process.wait(10)
+        stored_while_crashing = (
+            sqlite3.connect(tmp_path / "hub-data" / "rollcall.db").execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        )
+        assert stored_while_crashing > 100, "the killed hubs must have been ingesting"
+        final = subprocess.Popen(
+            [sys.executable, "-m", "rollcall.cli", "--log-level", "WARNING", "hub", "run", "--config", str(config)],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert edge.terminate() == 0  # stop producing; what it accepted stays in its outbox until acked
+        drain = EdgeProcess(write_config(tmp_path, broker, model_dir))
+        assert drain.ready.wait(60)
+        assert wait_until(lambda: outbox_depth(tmp_path) == 0, 90), "the outbox did not drain into the hub"
+        assert drain.terminate() == 0
+        final.terminate()
+        assert final.wait(20) == 0
+    finally:
+        if edge.process.poll() is None:
+            edge.kill()
+    connection = sqlite3.connect(tmp_path / "hub-data" / "rollcall.db")
+    seqs = [row[0] for row in connection.execute("SELECT seq FROM events WHERE device = 'door-1' ORDER BY seq")]
+    connection.close()
+    accepted = {seq for seq, _ in edge.added}
+    assert len(seqs) == len(set(seqs)), "an event was stored twice"
+    assert seqs == list(range(1, len(seqs) + 1)), "an event was lost"
+    assert accepted <= set(seqs)
