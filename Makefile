@@ -44,6 +44,7 @@ bench: $(STAMP) ## benchmarks with figures and ratios against a baseline (grows 
 	$(BIN)/rollcall bench edge --clip street
 	$(BIN)/rollcall bench edge --clip door
 	$(BIN)/rollcall bench link
+	$(BIN)/rollcall bench hub
 
 demo: $(STAMP) ## run the system on this machine (today: the embedded broker; the full stack arrives with the TUI)
 	@echo "rollcall demo: today this starts the embedded MQTT broker on 127.0.0.1:1883."

@@ -68,8 +68,10 @@ class HubService:
         software: str = "rollcall",
         enrol_photos: Callable[[str, list[str]], JsonValue] | None = None,
         enrol_capture: Callable[[bytes], tuple[Any, float, str | None]] | None = None,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.config = config
+        self.max_batch = max_batch
         self.store = store
         self.model_id = model_id
         self.embedding_size = embedding_size
@@ -88,6 +90,7 @@ class HubService:
         self._galleries_dirty.set()
         self._presence: dict[str, PresenceState] = {}
         self._last_retention = float("-inf")
+        self._known_devices: set[str] = set()  # devices are never deleted while the hub runs
         for camera in config.cameras:
             store.upsert_device(camera.device, name=camera.name or None, role=camera.role)
         self.link = MqttLink(
@@ -128,10 +131,14 @@ class HubService:
         return {device.id: _role(device.role) for device in self.store.list_devices()}
 
     def _authorised(self, device: str) -> bool:
+        if device in self._known_devices:
+            return True
         if self.store.get_device(device) is not None:
+            self._known_devices.add(device)
             return True
         if self.config.hub.accept_unknown_devices:
             self.store.upsert_device(device, role="both")
+            self._known_devices.add(device)
             self._galleries_dirty.set()
             return True
         return False
@@ -150,7 +157,7 @@ class HubService:
             except queue.Empty:
                 continue
             batch = [first]
-            while len(batch) < MAX_BATCH:
+            while len(batch) < self.max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:

@@ -75,7 +75,9 @@ def bench_wire(count: int, repeats: int) -> dict[str, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rollcall bench``."""
-    parser.add_argument("target", nargs="?", default="wire", choices=["wire", "edge", "link"], help="what to measure")
+    parser.add_argument(
+        "target", nargs="?", default="wire", choices=["wire", "edge", "link", "hub"], help="what to measure"
+    )
     parser.add_argument("--events", type=int, default=10_000, help="link: events queued before the drain (10000)")
     parser.add_argument("--clip", choices=["door", "street"], default="door", help="edge: which clip (door)")
     parser.add_argument("--faces", type=Path, default=None, help="edge: photo folders (default $ROLLCALL_FACES_DIR)")
@@ -160,8 +162,32 @@ def run_link(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_hub(args: argparse.Namespace) -> int:
+    """``rollcall bench hub``: batched ingest against one commit per event, latency, a 10,000-person gallery."""
+    from rollcall.bench_hub import bench_hub
+
+    if args.events < 1000:
+        print("rollcall bench hub: --events must be at least 1000", file=sys.stderr)
+        return 2
+    print(f"bench hub: ingest of {args.events} events, latency at 100 events/s, gallery of 10,000 people", flush=True)
+    figures = bench_hub(events=args.events)
+    print(f"  ingest   : {figures['ingest_events_per_s']:>8} events/s (batched, one writer)")
+    print(f"  baseline : {figures['naive_events_per_s']:>8} events/s (one commit per event)")
+    print(f"  ratio    : {figures['ratio']}x")
+    print(f"  latency  : p95 {figures['latency_p95_ms']} ms publish -> ack after commit, at 100 events/s")
+    print(
+        f"  gallery  : 10,000 people = {figures['gallery_10k_bytes']:,} bytes on the wire, "
+        f"swapped in after {figures['gallery_10k_swap_s']} s"
+    )
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen benchmark and print its figures."""
+    if args.target == "hub":
+        return run_hub(args)
     if args.target == "link":
         return run_link(args)
     if args.target == "edge":
