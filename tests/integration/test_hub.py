@@ -314,3 +314,31 @@ def test_sigkill_of_the_hub_at_20_moments_loses_and_doubles_nothing(
     assert len(seqs) == len(set(seqs)), "an event was stored twice"
     assert seqs == list(range(1, len(seqs) + 1)), "an event was lost"
     assert accepted <= set(seqs)
+
+
+def test_people_and_report_commands(
+    hub: HubService, tmp_path: Path, faces_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rollcall.cli import main
+
+    config = str(tmp_path / "hub.toml")
+    photos = [str(faces_dir / "Barack_Obama" / "obama.jpg"), str(faces_dir / "_groups" / "deepface_couple.jpg")]
+    assert main(["people", "add", "Barack Obama", *photos, "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 photos enrolled" in out and "faces" in out  # the couple photo is refused with its reason
+    assert main(["people", "list", "--config", config]) == 0
+    assert "Barack Obama" in capsys.readouterr().out
+    person_id = hub.store.list_people()[0].id
+    event = _event("door-1", 1, datetime(2026, 11, 23, 8, 0, tzinfo=UTC), person=person_id)
+    hub.handle_batch([(Received(SITE.device_event("door-1"), wire.encode(event), 1, False), 0.0)])
+    assert main(["report", "attendance", "--from", "2026-11-23", "--format", "csv", "--config", config]) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert report[0].startswith("day,person_id,name,first_in")
+    assert report[1].startswith(f"2026-11-23,{person_id},Barack Obama,2026-11-23T08:00:00")
+    assert main(["report", "events", "--last", "5", "--config", config]) == 0
+    assert person_id in capsys.readouterr().out
+    assert main(["people", "remove", "Barack Obama", "--yes", "--config", config]) == 0
+    assert "erased" in capsys.readouterr().out
+    assert hub.store.list_people() == []
+    assert main(["people", "add", "Nobody", str(tmp_path / "missing.jpg"), "--config", config]) == 2
+    assert "no such photo" in capsys.readouterr().err
