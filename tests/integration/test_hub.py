@@ -342,3 +342,40 @@ def test_people_and_report_commands(
     assert hub.store.list_people() == []
     assert main(["people", "add", "Nobody", str(tmp_path / "missing.jpg"), "--config", config]) == 2
     assert "no such photo" in capsys.readouterr().err
+
+
+def test_device_enrolment_captures_become_templates_and_presence_survives_a_restart(
+    hub: HubService, faces_dir: Path, tmp_path: Path, broker: TestBroker, model_dir: Path, engine: FaceEngine
+) -> None:
+    from ulid import ULID
+
+    now = wire.now_utc()
+    person_id = hub.store.add_person("Barack Obama", now)
+    crop = (faces_dir / "Barack_Obama" / "obama.jpg").read_bytes()
+    capture = wire.Capture(
+        capture_id=str(ULID()),
+        device="door-1",
+        command_id=str(ULID()),
+        at=now,
+        purpose="enrol",
+        person_id=person_id,
+        index=0,
+        total=1,
+        final=True,
+        quality=0.9,
+        content_type="image/jpeg",
+        width=100,
+        height=100,
+        data=crop,
+    )
+    hub.handle_batch([(Received(SITE.device_capture("door-1"), wire.encode(capture), 1, False), 0.0)])
+    assert hub.store.template_counts(hub.model_id) == {person_id: 1}
+    event = _event("door-1", 1, now - timedelta(minutes=1), person=person_id)
+    hub.handle_batch([(Received(SITE.device_event("door-1"), wire.encode(event), 1, False), 0.0)])
+    assert [e.state for e in hub.presence_payload(now).people] == ["in"]
+    hub.stop()
+    again = HubService(
+        hub.config, hub.store, model_id=hub.model_id, embedding_size=hub.embedding_size
+    )  # a restarted hub on the same database
+    entry = again.presence_payload(now).people[0]
+    assert (entry.state, entry.door, entry.since) == ("in", "door-1", event.at)
