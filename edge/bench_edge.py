@@ -23,8 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.doorclip import GroundTruth, add_sensor_noise, door_background, generate_door_clip, score_events
-from edge.faces import FaceEngine, enrol_people, gallery_from_results, people_folders
+from edge.faces import FaceEngine, enrol_people, gallery_from_results
 from edge.gallery import Gallery, MatchPolicy
+from edge.photos import people_folders
 from edge.pipeline import Pipeline
 from edge.progress import Progress
 from edge.tracker import Box, associate, iou_matrix

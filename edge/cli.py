@@ -80,9 +80,10 @@ def run_eval(args: argparse.Namespace) -> int:
     """``rollcall edge eval``."""
     from edge.engine import build_engine
     from edge.evaluate import evaluate
-    from edge.faces import enrol_people, people_folders
+    from edge.faces import enrol_people
     from edge.gallery import MatchPolicy
     from edge.models import ModelError
+    from edge.photos import people_folders
 
     if not 0 < args.stranger_share < 1 or args.splits < 1:
         return _fail("--stranger-share must be between 0 and 1 and --splits at least 1")
@@ -117,9 +118,10 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     """``rollcall edge replay``."""
     from edge.engine import build_engine
-    from edge.faces import enrol_people, gallery_from_results, people_folders
+    from edge.faces import enrol_people, gallery_from_results
     from edge.gallery import MatchPolicy
     from edge.models import ModelError
+    from edge.photos import people_folders
     from edge.pipeline import Pipeline
     from edge.replay import replay
     from edge.sources import SourceError, open_source

@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from edge.photos import people_folders
+
 log = logging.getLogger("rollcall.doorclip")
 
 Image = npt.NDArray[np.uint8]
 Box = tuple[float, float, float, float]
 Progress = Callable[[int, int], None]
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 TRUTH_VERSION = 1
 
@@ -154,20 +154,6 @@ class GroundTruth:
 
 
 # --- planning ----------------------------------------------------------------------------------------------------
-
-
-def people_folders(people_dir: Path) -> dict[str, list[Path]]:
-    """``{identity: [photo, ...]}`` from one sub-folder per identity (folders starting with '_' or '.' are skipped)."""
-    if not people_dir.is_dir():
-        raise FileNotFoundError(f"people folder not found: {people_dir} (expected one sub-folder of photos per person)")
-    people: dict[str, list[Path]] = {}
-    for folder in sorted(p for p in people_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-        photos = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if photos:
-            people[folder.name] = photos
-    if not people:
-        raise FileNotFoundError(f"no people in {people_dir}: expected sub-folders holding .jpg/.png photos")
-    return people
 
 
 class _Deck:

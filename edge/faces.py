@@ -20,8 +20,6 @@ from edge.recognizer import FaceEmbedder
 
 log = logging.getLogger("rollcall.faces")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
 
 @dataclass(frozen=True, slots=True)
 class FaceObservation:
@@ -88,20 +86,6 @@ class FaceEngine:
             if problems:
                 return PhotoResult(path, person_id, None, "; ".join(problems), main)
         return PhotoResult(path, person_id, self.embed([main])[0], None, main)
-
-
-def people_folders(people_dir: Path) -> dict[str, list[Path]]:
-    """``{person_id: [photo, ...]}`` from one sub-folder per person (folders starting with '_' are not people)."""
-    if not people_dir.is_dir():
-        raise FileNotFoundError(f"people folder not found: {people_dir} (expected one sub-folder of photos per person)")
-    people: dict[str, list[Path]] = {}
-    for folder in sorted(p for p in people_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-        photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if photos:
-            people[folder.name] = photos
-    if not people:
-        raise FileNotFoundError(f"no people in {people_dir}: expected sub-folders holding .jpg/.png photos")
-    return people
 
 
 def enrol_people(

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 from pydantic import JsonValue
 
-from edge.faces import IMAGE_SUFFIXES, FaceEngine
+from edge.faces import FaceEngine
+from edge.photos import IMAGE_SUFFIXES
 from hub.store import HubStore
 
 

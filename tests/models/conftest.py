@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from edge.detector import ScrfdDetector
-from edge.faces import FaceEngine, PhotoResult, enrol_people, people_folders
+from edge.faces import FaceEngine, PhotoResult, enrol_people
+from edge.photos import people_folders
 from edge.recognizer import FaceEmbedder
 
 

@@ -22,11 +22,11 @@ from edge.doorclip import (
     add_sensor_noise,
     door_background,
     generate_door_clip,
-    people_folders,
     plan_visits,
     render_clip,
     score_events,
 )
+from edge.photos import people_folders
 
 W, H, FPS = 320, 180, 5
 Frame = npt.NDArray[np.uint8]
