@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from edge.settings import ConfigPath, EntityIdSetting, MqttSettings, Section, SiteSettings
 
@@ -53,6 +53,63 @@ class AttendanceSettings(Section):
     """Someone not seen leaving is marked out this long after their last sighting."""
 
 
+Periods = list[Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$")]]
+
+
+class ScheduleSettings(Section):
+    """Work hours per weekday (several periods = breaks between them), holidays, and the mode."""
+
+    mode: Literal["automatic", "on", "off"] = "automatic"
+    """automatic: follow the hours below; on / off: a manual override until changed back."""
+    paused_until: AwareDatetime | None = None
+    """Maintenance: no work time and no schedule alerts until then (UTC, e.g. 2026-11-21T18:00:00Z)."""
+    monday: Periods = ["08:00-12:00", "13:00-17:00"]
+    tuesday: Periods = ["08:00-12:00", "13:00-17:00"]
+    wednesday: Periods = ["08:00-12:00", "13:00-17:00"]
+    thursday: Periods = ["08:00-12:00", "13:00-17:00"]
+    friday: Periods = ["08:00-12:00", "13:00-17:00"]
+    saturday: Periods = []
+    sunday: Periods = []
+    holidays: list[date] = []
+    expected: list[EntityIdSetting] = []
+    """People expected every work day (the late-arrival rule looks at them)."""
+
+
+class TelegramSettings(Section):
+    """Alerts to Telegram chats, and the /status, /who and /attendance commands."""
+
+    enabled: bool = False
+    token_file: ConfigPath | None = None
+    chat_ids: list[int | str] = []
+    base_url: str = "https://api.telegram.org"
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+    rules: list[str] | None = None
+
+
+class WebhookSettings(Section):
+    """Alerts as signed JSON POSTs."""
+
+    enabled: bool = False
+    url: str = ""
+    secret_file: ConfigPath | None = None
+    min_severity: Literal["info", "warning", "critical"] = "info"
+    rules: list[str] | None = None
+
+
+class HomeAssistantSettings(Section):
+    """Home Assistant MQTT discovery on the site's broker."""
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
+class NotifySettings(Section):
+    """Where alerts go besides the hub's alert topic."""
+
+    telegram: TelegramSettings = TelegramSettings()
+    webhook: WebhookSettings = WebhookSettings()
+
+
 class HubConfig(Section):
     """The whole configuration of the hub."""
 
@@ -61,6 +118,11 @@ class HubConfig(Section):
     hub: HubSettings = HubSettings()
     retention: RetentionSettings = RetentionSettings()
     attendance: AttendanceSettings = AttendanceSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    alerts: dict[str, dict[str, bool | int | float | str]] = {}
+    """Per-rule overrides, e.g. ``[alerts.absent] minutes = 45`` (rules and keys in docs/alerts.md)."""
+    notify: NotifySettings = NotifySettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     cameras: list[CameraSettings] = []
     """Known door devices; with ``hub.accept_unknown_devices`` false, messages of any other device are refused."""
 
