@@ -68,6 +68,9 @@ class RequestHandler:
             "events.recent": self.events_recent,
             "devices.list": self.devices_list,
             "snapshot.get": self.snapshot_get,
+            "alerts.list": self.alerts_list,
+            "alerts.acknowledge": self.alerts_acknowledge,
+            "alerts.resolve": self.alerts_resolve,
         }
 
     def handle(self, request: wire.Request, now: datetime) -> None:
@@ -233,3 +236,33 @@ class RequestHandler:
         if data is None:
             raise RequestError("not_found", f"no snapshot for event {event_id}")
         return {"event_id": event_id, "content_type": "image/jpeg", "data_b64": base64.b64encode(data).decode()}
+
+    # --- alerts ------------------------------------------------------------------------------------------------------
+
+    def alerts_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        state = params.get("state")
+        if state is not None and state not in ("open", "acknowledged", "resolved"):
+            raise RequestError("bad_params", "parameter 'state' must be open, acknowledged or resolved")
+        limit = params.get("limit", 200)
+        if not isinstance(limit, int) or not 1 <= limit <= 5000:
+            raise RequestError("bad_params", "parameter 'limit' must be an integer from 1 to 5000")
+        records = self.hub.alerting.list(state if isinstance(state, str) else None)[:limit]
+        return [self.hub.alerting.book.to_wire(record).model_dump(mode="json") for record in records]
+
+    def _alert_change(self, params: dict[str, JsonValue], client: str, now: datetime, action: str) -> JsonValue:
+        alert_id = _text(params, "alert_id")
+        try:
+            if action == "acknowledge":
+                record = self.hub.alerting.acknowledge(alert_id, client, now)
+            else:
+                record = self.hub.alerting.resolve(alert_id, client, now)
+        except KeyError:
+            raise RequestError("not_found", f"no alert {alert_id}") from None
+        self.hub.store.audit(client, f"alert.{action}", alert_id, {"rule": record.rule}, now)
+        return self.hub.alerting.book.to_wire(record).model_dump(mode="json")
+
+    def alerts_acknowledge(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        return self._alert_change(params, client, now, "acknowledge")
+
+    def alerts_resolve(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        return self._alert_change(params, client, now, "resolve")

@@ -25,6 +25,7 @@ from edge import wire
 from edge.gallery import Gallery
 from edge.gallery_codec import build_publication
 from edge.mqtt import MqttLink, Received
+from hub.alerting import Alerting
 from hub.api import RequestHandler
 from hub.attendance import AttendanceRules, compute_days, day_bounds, local_day
 from hub.config import HubConfig
@@ -91,6 +92,8 @@ class HubService:
         self._presence: dict[str, PresenceState] = {}
         self._last_retention = float("-inf")
         self._known_devices: set[str] = set()  # devices are never deleted while the hub runs
+        self.store_lock = threading.RLock()
+        """Held by whoever uses the store: the writer thread, or a caller driving the hub by hand (tests, tools)."""
         for camera in config.cameras:
             store.upsert_device(camera.device, name=camera.name or None, role=camera.role)
         self.link = MqttLink(
@@ -107,12 +110,14 @@ class HubService:
         self.api = RequestHandler(self, enrol_photos=enrol_photos, enrol_capture=enrol_capture)
         self._threads: list[threading.Thread] = []
         self._load_presence()
+        self.alerting = Alerting(self, clock())
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Connect and start the writer and maintenance threads."""
         self.link.start()
+        self.alerting.start()
         self._threads = [threading.Thread(target=self._writer_loop, name="writer", daemon=True)]
         for thread in self._threads:
             thread.start()
@@ -122,6 +127,7 @@ class HubService:
         self.stop_event.set()
         for thread in self._threads:
             thread.join(timeout)
+        self.alerting.stop()
         self.link.stop()
 
     # --- roles -----------------------------------------------------------------------------------------------------
@@ -169,6 +175,10 @@ class HubService:
 
     def handle_batch(self, batch: list[tuple[Received, float]]) -> None:
         """Validate, store and commit a batch, then ack it (the writer thread's one job)."""
+        with self.store_lock:
+            self._handle_batch(batch)
+
+    def _handle_batch(self, batch: list[tuple[Received, float]]) -> None:
         now = self.clock()
         self.counters.batches += 1
         self.counters.received += len(batch)
@@ -259,6 +269,10 @@ class HubService:
                 except ValueError:
                     log.warning("stored presence of %s is unreadable; starting from the table row", row.person_id)
 
+    def presence_state(self, person_id: str) -> PresenceState | None:
+        """One person's presence as the hub holds it now."""
+        return self._presence.get(person_id)
+
     def _store_presence(self, state: PresenceState, event_id: str | None, now: datetime) -> None:
         self._presence[state.person_id] = state
         self.store.set_presence(state.person_id, state.state, state.since, state.door, event_id, now)
@@ -266,6 +280,9 @@ class HubService:
 
     def _derive(self, events: list[ReceivedEvent], inserted: set[str], now: datetime) -> None:
         roles = self.roles()
+        self.alerting.on_events(
+            [(r.event, roles.get(r.event.device, "both")) for r in events if r.event.event_id in inserted], now
+        )
         changed = False
         days: set[tuple[str, date]] = set()
         for received in sorted(events, key=lambda r: r.event.at):
@@ -376,7 +393,7 @@ class HubService:
 
     def _maintenance(self) -> None:
         now = self.clock()
-        if now:
+        with self.store_lock:
             try:
                 if self._galleries_dirty.is_set() and self.link.connected:
                     self._galleries_dirty.clear()
@@ -386,6 +403,7 @@ class HubService:
                     self._store_presence(state, None, now)
                 if timed_out:
                     self.publish_presence(now)
+                self.alerting.tick(now)
                 if time.monotonic() - self._last_retention > 24 * 3600:
                     self._last_retention = time.monotonic()
                     retention = self.config.retention

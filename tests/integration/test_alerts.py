@@ -1,0 +1,179 @@
+"""Alerts in the running hub through a real Mosquitto: folding, offline devices, acks, failing notifiers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from ulid import ULID
+
+from edge import wire
+from edge.mqtt import Received
+from edge.settings import load_config
+from hub.client import HubClient
+from hub.config import HubConfig
+from hub.service import HubService
+from hub.store import HubStore
+from tests.helpers.brokers import TestBroker
+from tests.helpers.mqtt import probe, settings_for
+from tests.integration.test_edge_service import wait_until
+from tests.integration.test_hub import hub_config
+from tests.unit.test_notify import SECRET, TOKEN, FakeTelegram, FakeWebhook
+
+pytestmark = pytest.mark.integration
+
+SITE = wire.Topics("hq")
+
+
+class Clock:
+    """A hand-set clock for the hub."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[FakeTelegram, FakeWebhook]]:
+    with FakeTelegram() as telegram, FakeWebhook() as webhook:
+        yield telegram, webhook
+
+
+@pytest.fixture
+def alert_hub(
+    broker: TestBroker, tmp_path: Path, model_dir: Path, servers: tuple[FakeTelegram, FakeWebhook]
+) -> Iterator[tuple[HubService, Clock]]:
+    telegram, webhook = servers
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    (tmp_path / "secret").write_text(SECRET.decode() + "\n")
+    path = hub_config(tmp_path, broker, model_dir)
+    path.write_text(
+        path.read_text()
+        + f"""
+[schedule]
+mode = "on"
+
+[alerts.device_offline]
+after_s = 5
+
+[notify.telegram]
+enabled = true
+token_file = "{tmp_path / "token"}"
+chat_ids = [111, 222]
+base_url = "{telegram.url}"
+min_severity = "warning"
+
+[notify.webhook]
+enabled = true
+url = "{webhook.url}/hook"
+secret_file = "{tmp_path / "secret"}"
+
+[[cameras]]
+device = "door-1"
+role = "entrance"
+"""
+    )
+    config = load_config(HubConfig, path, "hub", {})
+    clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    store = HubStore.from_settings(config.hub)
+    hub = HubService(config, store, model_id="m:x", embedding_size=128, clock=clock)
+    hub.start()
+    assert hub.link.wait_subscribed(10)
+    try:
+        yield hub, clock
+    finally:
+        hub.stop()
+        store.close()
+
+
+def _unknown(seq: int, at: datetime) -> bytes:
+    return wire.encode(
+        wire.Event(
+            event_id=str(ULID()),
+            device="door-1",
+            seq=seq,
+            at=at,
+            type="seen",
+            person_id=None,
+            score=0.2,
+            margin=0.02,
+            track=seq,
+            quality=0.8,
+            has_snapshot=False,
+        )
+    )
+
+
+def test_unknown_faces_fold_into_one_alert_that_is_published_and_notified(
+    broker: TestBroker, alert_hub: tuple[HubService, Clock], servers: tuple[FakeTelegram, FakeWebhook]
+) -> None:
+    hub, clock = alert_hub
+    telegram, webhook = servers
+    with probe(broker, SITE.hub_alert()) as alerts:
+        for seq in range(1, 11):
+            clock.now += timedelta(seconds=20)
+            hub.handle_batch([(Received(SITE.device_event("door-1"), _unknown(seq, clock.now), 1, False), 0.0)])
+        assert alerts.wait_for(lambda ms: len(ms) >= 10, 10)
+    published = [wire.decode(m.topic, m.payload)[1] for m in alerts.messages]
+    assert {a.alert_id for a in published if isinstance(a, wire.Alert)} == {hub.alerting.list()[0].alert_id}
+    assert hub.alerting.list()[0].count == 10 and hub.alerting.list()[0].rule == "unknown_face"
+    assert wait_until(lambda: len(telegram.messages) == 2, 10), "one notification per chat, not one per face"
+    assert {chat for chat, _ in telegram.messages} == {111, 222}
+    assert wait_until(lambda: len(webhook.bodies()) == 1, 10)
+    assert webhook.bodies()[0]["alert"]["rule"] == "unknown_face"
+    assert all(valid for _, _, valid in webhook.received), "the webhook is signed"
+
+
+def test_device_offline_alert_opens_and_resolves_itself(alert_hub: tuple[HubService, Clock]) -> None:
+    hub, clock = alert_hub
+    offline = wire.Status(client="door-1", state="offline", at=None)
+    hub.handle_batch([(Received(SITE.device_status("door-1"), wire.encode(offline), 1, True), 0.0)])
+    hub.alerting.tick(clock.now, force=True)
+    assert not [a for a in hub.alerting.list("open") if a.rule == "device_offline"], "not before after_s"
+    clock.now += timedelta(seconds=6)
+    hub.alerting.tick(clock.now, force=True)
+    (alert,) = [a for a in hub.alerting.list("open") if a.rule == "device_offline"]
+    assert alert.severity == "critical" and alert.device == "door-1"
+    online = wire.Status(client="door-1", state="online", at=clock.now)
+    hub.handle_batch([(Received(SITE.device_status("door-1"), wire.encode(online), 1, True), 0.0)])
+    clock.now += timedelta(seconds=1)
+    hub.alerting.tick(clock.now, force=True)
+    assert hub.alerting.book.get(alert.alert_id).state == "resolved"
+
+
+def test_alerts_are_listed_and_acknowledged_through_the_api(
+    broker: TestBroker, alert_hub: tuple[HubService, Clock]
+) -> None:
+    hub, clock = alert_hub
+    hub.handle_batch([(Received(SITE.device_event("door-1"), _unknown(1, clock.now), 1, False), 0.0)])
+    with HubClient(settings_for(broker), SITE, "tui-alerts") as client:
+        (listed,) = client.call("alerts.list", {"state": "open"})
+        acknowledged = client.call("alerts.acknowledge", {"alert_id": listed["alert_id"]})
+        assert acknowledged["state"] == "acknowledged" and acknowledged["acknowledged_by"] == "tui-alerts"
+        assert client.call("alerts.list", {"state": "open"}) == []
+        with pytest.raises(Exception, match="not_found"):
+            client.call("alerts.acknowledge", {"alert_id": str(ULID())})
+    assert [row["action"] for row in hub.store.audit_log(listed["alert_id"])] == ["alert.acknowledge"]
+
+
+def test_a_failing_notifier_raises_its_own_alert_and_clears_it(
+    alert_hub: tuple[HubService, Clock], servers: tuple[FakeTelegram, FakeWebhook]
+) -> None:
+    hub, clock = alert_hub
+    _, webhook = servers
+    with webhook.lock:
+        webhook.fail_times = 1000
+    hub.handle_batch([(Received(SITE.device_event("door-1"), _unknown(1, clock.now), 1, False), 0.0)])
+
+    def failing_alerts() -> list[str]:
+        hub.alerting.tick(clock.now)
+        return [a.state for a in hub.alerting.list() if a.rule == "notifier_failing"]
+
+    assert wait_until(lambda: failing_alerts() == ["open"], 30), "three failed deliveries make the notifier failing"
+    with webhook.lock:
+        webhook.fail_times = 0
+    assert wait_until(lambda: failing_alerts() == ["resolved"], 60), "a later successful delivery clears it"
