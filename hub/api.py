@@ -111,6 +111,7 @@ class RequestHandler:
     def people_add(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         person_id = self.hub.store.add_person(_text(params, "name"), now)
         self.hub.store.audit(client, "person.add", person_id, {"name": _text(params, "name")}, now)
+        self.hub.mark_people_changed()
         self.hub.publish_presence(now)
         return {"person_id": person_id}
 
@@ -118,7 +119,7 @@ class RequestHandler:
         person_id = _text(params, "person_id")
         self.hub.store.rename_person(person_id, _text(params, "name"), now)
         self.hub.store.audit(client, "person.rename", person_id, {"name": _text(params, "name")}, now)
-        self.hub.mark_galleries_dirty()
+        self.hub.mark_people_changed()
         return {"person_id": person_id}
 
     def people_remove(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:

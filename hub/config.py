@@ -6,7 +6,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, field_validator
 
 from edge.settings import ConfigPath, EntityIdSetting, MqttSettings, Section, SiteSettings
 
@@ -124,6 +124,17 @@ class HubConfig(Section):
     notify: NotifySettings = NotifySettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     cameras: list[CameraSettings] = []
+
+    @field_validator("alerts")
+    @classmethod
+    def _known_rules(
+        cls, value: dict[str, dict[str, bool | int | float | str]]
+    ) -> dict[str, dict[str, bool | int | float | str]]:
+        from hub.rules import AlertRules  # the rule names and their settings live with the rules
+
+        AlertRules.from_dict(value)  # raises ValueError naming e.g. alerts.absent.after_mins
+        return value
+
     """Known door devices; with ``hub.accept_unknown_devices`` false, messages of any other device are refused."""
 
     def summary(self) -> str:

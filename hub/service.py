@@ -29,6 +29,14 @@ from hub.alerting import Alerting
 from hub.api import RequestHandler
 from hub.attendance import AttendanceRules, compute_days, day_bounds, local_day
 from hub.config import HubConfig
+from hub.notify import (
+    MqttMessage,
+    ha_discovery_messages,
+    ha_is_birth,
+    ha_removal_messages,
+    ha_state_messages,
+    ha_status_topic,
+)
 from hub.presence import PresenceRules, PresenceState, Role, Sighting, apply_sighting, expire
 from hub.store import HubStore, ReceivedEvent
 
@@ -107,6 +115,10 @@ class HubService:
         for leaf in ("event", "snapshot", "capture", "status", "health"):
             self.link.subscribe(self.topics.all_devices(leaf), qos=1)
         self.link.subscribe(self.topics.hub_request(), qos=1)
+        self._ha_dirty = threading.Event()
+        if config.homeassistant.enabled:
+            self._ha_dirty.set()
+            self.link.subscribe(ha_status_topic(config.homeassistant.discovery_prefix), qos=1)
         self.api = RequestHandler(self, enrol_photos=enrol_photos, enrol_capture=enrol_capture)
         self._threads: list[threading.Thread] = []
         self._load_presence()
@@ -186,6 +198,12 @@ class HubService:
         acks: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
         later: list[tuple[wire.TopicRef, wire.Snapshot | wire.Capture]] = []
         for message, _ in batch:
+            if self.config.homeassistant.enabled and message.topic == ha_status_topic(
+                self.config.homeassistant.discovery_prefix
+            ):
+                if ha_is_birth(message.topic, message.payload, self.config.homeassistant.discovery_prefix):
+                    self._ha_dirty.set()  # Home Assistant restarted: it needs every discovery config again
+                continue
             try:
                 ref, payload = wire.decode(message.topic, message.payload)
             except wire.WireError as exc:
@@ -207,6 +225,7 @@ class HubService:
                 later.append((ref, payload))
             elif isinstance(payload, wire.Status):
                 self.store.upsert_device(ref.entity, status=payload.state, status_at=payload.at or now, last_seen=now)
+                self._publish_ha_states(now)
             elif isinstance(payload, wire.Health):
                 self.store.upsert_device(
                     ref.entity,
@@ -349,8 +368,35 @@ class HubService:
         return wire.Presence(at=now, people=entries)
 
     def publish_presence(self, now: datetime) -> None:
-        """Publish the presence board, retained."""
-        self.link.publish(self.topics.hub_presence(), self.presence_payload(now), qos=1, retain=True)
+        """Publish the presence board, retained (and Home Assistant's person states)."""
+        board = self.presence_payload(now)
+        self.link.publish(self.topics.hub_presence(), board, qos=1, retain=True)
+        self._publish_ha_states(now, board)
+
+    # --- Home Assistant ----------------------------------------------------------------------------------------------
+
+    def mark_people_changed(self) -> None:
+        """People were added, renamed or removed: galleries and Home Assistant entities follow."""
+        self.mark_galleries_dirty()
+        self._ha_dirty.set()
+
+    def _publish_ha(self, messages: list[MqttMessage]) -> None:
+        for message in messages:
+            self.link.publish(message.topic, message.payload, qos=1, retain=message.retain)
+
+    def _publish_ha_states(self, now: datetime, board: wire.Presence | None = None) -> None:
+        if not self.config.homeassistant.enabled:
+            return
+        devices = [(d.id, d.status == "online", d.last_seen) for d in self.store.list_devices()]
+        self._publish_ha(ha_state_messages(self.topics, board or self.presence_payload(now), devices))
+
+    def publish_ha_discovery(self, now: datetime) -> None:
+        """Every person and device as Home Assistant entities, then their current states."""
+        prefix = self.config.homeassistant.discovery_prefix
+        people = [(p.id, p.name or p.id) for p in self.store.list_people()]
+        devices = [(d.id, d.name or d.id) for d in self.store.list_devices()]
+        self._publish_ha(ha_discovery_messages(self.topics, people, devices, prefix))
+        self._publish_ha_states(now)
 
     # --- galleries ---------------------------------------------------------------------------------------------------
 
@@ -389,6 +435,8 @@ class HubService:
         self._presence.pop(person_id, None)
         self.store.set_meta(f"presence:{person_id}", "")
         self.mark_galleries_dirty()
+        if self.config.homeassistant.enabled:
+            self._publish_ha(ha_removal_messages(self.topics, person_id, self.config.homeassistant.discovery_prefix))
         self.publish_presence(now)
 
     def _maintenance(self) -> None:
@@ -404,6 +452,9 @@ class HubService:
                 if timed_out:
                     self.publish_presence(now)
                 self.alerting.tick(now)
+                if self._ha_dirty.is_set() and self.link.connected:
+                    self._ha_dirty.clear()
+                    self.publish_ha_discovery(now)
                 if time.monotonic() - self._last_retention > 24 * 3600:
                     self._last_retention = time.monotonic()
                     retention = self.config.retention

@@ -177,3 +177,35 @@ def test_a_failing_notifier_raises_its_own_alert_and_clears_it(
     with webhook.lock:
         webhook.fail_times = 0
     assert wait_until(lambda: failing_alerts() == ["resolved"], 60), "a later successful delivery clears it"
+
+
+def test_home_assistant_discovery_follows_people_devices_and_births(
+    broker: TestBroker, tmp_path: Path, model_dir: Path
+) -> None:
+    path = hub_config(tmp_path, broker, model_dir)
+    path.write_text(path.read_text() + '\n[homeassistant]\nenabled = true\n\n[[cameras]]\ndevice = "door-1"\n')
+    config = load_config(HubConfig, path, "hub", {})
+    store = HubStore.from_settings(config.hub)
+    person_id = store.add_person("Ana Costa", wire.now_utc())
+    hub = HubService(config, store, model_id="m:x", embedding_size=128)
+    with probe(broker, "homeassistant/#", f"{SITE.base}/ha/#") as ha:
+        hub.start()
+        try:
+            assert ha.wait_for(
+                lambda ms: any(m.topic.endswith("/config") and b"Ana Costa" in m.payload for m in ms), 15
+            )
+            assert ha.wait_for(
+                lambda ms: any(b'"connectivity"' in m.payload for m in ms if "binary_sensor" in m.topic), 15
+            ), "each door device is a connectivity entity"
+            configs = [m for m in ha.messages if m.topic.endswith("/config")]
+            assert any(m.topic.startswith("homeassistant/device_tracker/") for m in configs)
+            count = len(configs)
+            hub.link.publish("homeassistant/status", b"online", qos=1)  # Home Assistant restarted
+            assert ha.wait_for(lambda ms: len([m for m in ms if m.topic.endswith("/config")]) >= 2 * count, 15)
+            with HubClient(settings_for(broker), SITE, "tui-ha") as client:
+                client.call("people.remove", {"person_id": person_id}, timeout=30)
+            tracker = next(m.topic for m in configs if m.topic.startswith("homeassistant/device_tracker/"))
+            assert ha.wait_for(lambda ms: any(m.topic == tracker and m.payload == b"" for m in ms), 15)
+        finally:
+            hub.stop()
+            store.close()

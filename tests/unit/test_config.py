@@ -152,3 +152,11 @@ def test_password_file_is_read(tmp_path: Path) -> None:
 def test_client_id_is_fixed_per_entity_unless_configured() -> None:
     assert MqttSettings().client_id_for("edge", "door-1") == "edge-door-1"
     assert MqttSettings(client_id="custom").client_id_for("edge", "door-1") == "custom"
+
+
+def test_hub_alert_overrides_are_checked_against_the_rules(tmp_path: Path) -> None:
+    problems = _problems(HubConfig, "[alerts.absent]\nafter_mins = 3\n[alerts.nonsense]\nenabled = true\n", tmp_path)
+    assert len(problems) == 1 and problems[0].key == "alerts"
+    assert "alerts.absent.after_mins: unknown setting" in problems[0].problem
+    config = load_config(HubConfig, EXAMPLES / "hub.toml", "hub", {})
+    assert config.schedule.friday == ["08:00-12:00", "13:00-16:00"] and config.alerts["absent"]["after_min"] == 45
