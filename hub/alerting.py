@@ -11,6 +11,7 @@ import logging
 import queue
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -62,6 +63,10 @@ def ruleset_from_config(config: HubConfig, version: int, valid_from: datetime) -
     return RuleSet(version, valid_from, parse_schedule(data), AlertRules.from_dict(config.alerts))
 
 
+def _mode(value: str) -> Literal["automatic", "on", "off"]:
+    return "on" if value == "on" else "off" if value == "off" else "automatic"
+
+
 def _device_status(value: str | None) -> Literal["online", "offline", "stopped"] | None:
     return (
         "online"
@@ -91,12 +96,12 @@ class Alerting:
         store = hub.store
         raw_history = store.get_meta("rule_history")
         self.history = RuleHistory.from_dict(json.loads(raw_history)) if raw_history else RuleHistory()
-        wanted = ruleset_from_config(hub.config, 1, now)
+        wanted = self._with_override(ruleset_from_config(hub.config, 1, now))
         latest = self.history.latest if self.history.versions else None
         if latest is None or (latest.schedule, latest.rules) != (wanted.schedule, wanted.rules):
             # The config changed: a new version from now on; events that happened earlier keep their old rules.
             version = latest.version + 1 if latest else 1
-            self.history.add(ruleset_from_config(hub.config, version, now))
+            self.history.add(self._with_override(ruleset_from_config(hub.config, version, now)))
             store.set_meta("rule_history", json.dumps(self.history.to_dict()))
         raw_book = store.get_meta("alert_book")
         self.book = AlertBook.from_dict(json.loads(raw_book)) if raw_book else AlertBook()
@@ -109,6 +114,43 @@ class Alerting:
         self.bot: TelegramBot | None = None
         self._who_text = "nobody known yet"
         self._status_text = "starting"
+
+    # --- manual override and pause --------------------------------------------------------------------------------
+
+    def _override(self) -> dict[str, str | None]:
+        raw = self.hub.store.get_meta("schedule_override")
+        return json.loads(raw) if raw else {}
+
+    def _with_override(self, ruleset: RuleSet) -> RuleSet:
+        """The config's rules with the supervisor's standing override (mode, pause) applied: it survives restarts."""
+        override = self._override()
+        if not override:
+            return ruleset
+        paused = override.get("paused_until")
+        schedule = replace(
+            ruleset.schedule,
+            mode=_mode(override.get("mode") or ruleset.schedule.mode),
+            paused_until=datetime.fromisoformat(paused) if paused else ruleset.schedule.paused_until,
+        )
+        return replace(ruleset, schedule=schedule)
+
+    def set_mode(self, mode: str, paused_until: datetime | None, by: str, now: datetime) -> RuleSet:
+        """A manual override (``on``/``off``), back to ``automatic``, and/or a pause: a new rule version from now."""
+        if mode not in ("automatic", "on", "off"):
+            raise ValueError("mode must be automatic, on or off")
+        if paused_until is not None and paused_until <= now:
+            raise ValueError("paused_until must be in the future")
+        override = {"mode": mode, "paused_until": paused_until.isoformat() if paused_until else None}
+        self.hub.store.set_meta("schedule_override", json.dumps(override))
+        latest = self.history.latest
+        schedule = replace(latest.schedule, mode=_mode(mode), paused_until=paused_until)
+        # Versions must start strictly later than the one before; a change in the same instant starts just after it.
+        valid_from = max(now, latest.valid_from + timedelta(microseconds=1))
+        ruleset = RuleSet(latest.version + 1, valid_from, schedule, latest.rules)
+        self.history.add(ruleset)
+        self.hub.store.set_meta("rule_history", json.dumps(self.history.to_dict()))
+        self.hub.store.audit(by, "schedule.set_mode", "schedule", override, now)
+        return ruleset
 
     # --- notifiers ---------------------------------------------------------------------------------------------------
 

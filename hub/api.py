@@ -69,6 +69,8 @@ class RequestHandler:
             "devices.list": self.devices_list,
             "snapshot.get": self.snapshot_get,
             "alerts.list": self.alerts_list,
+            "schedule.get": self.schedule_get,
+            "schedule.set_mode": self.schedule_set_mode,
             "alerts.acknowledge": self.alerts_acknowledge,
             "alerts.resolve": self.alerts_resolve,
         }
@@ -267,3 +269,38 @@ class RequestHandler:
 
     def alerts_resolve(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         return self._alert_change(params, client, now, "resolve")
+
+    # --- schedule ----------------------------------------------------------------------------------------------------
+
+    def schedule_get(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        from hub.schedule import is_work_time
+
+        ruleset = self.hub.alerting.history.latest
+        return {
+            "version": ruleset.version,
+            "valid_from": _iso(ruleset.valid_from),
+            "mode": ruleset.schedule.mode,
+            "paused_until": _iso(ruleset.schedule.paused_until),
+            "work_time_now": is_work_time(ruleset.schedule, now),
+        }
+
+    def schedule_set_mode(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        mode = _text(params, "mode")
+        paused = params.get("paused_until")
+        until = None
+        if paused is not None:
+            if not isinstance(paused, str):
+                raise RequestError("bad_params", "parameter 'paused_until' must be an ISO 8601 time with an offset")
+            try:
+                until = datetime.fromisoformat(paused.replace("Z", "+00:00"))
+            except ValueError:
+                raise RequestError(
+                    "bad_params", "parameter 'paused_until' must be an ISO 8601 time with an offset"
+                ) from None
+            if until.tzinfo is None:
+                raise RequestError("bad_params", "parameter 'paused_until' needs a UTC offset")
+        try:
+            self.hub.alerting.set_mode(mode, until, client, now)
+        except ValueError as exc:
+            raise RequestError("bad_params", str(exc)) from None
+        return self.schedule_get({}, client, now)

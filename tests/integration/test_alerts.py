@@ -209,3 +209,25 @@ def test_home_assistant_discovery_follows_people_devices_and_births(
         finally:
             hub.stop()
             store.close()
+
+
+def test_a_pause_set_through_the_api_gates_alerts_and_survives_a_restart(
+    broker: TestBroker, alert_hub: tuple[HubService, Clock]
+) -> None:
+    hub, clock = alert_hub
+    until = clock.now + timedelta(hours=2)
+    with HubClient(settings_for(broker), SITE, "tui-pause") as client:
+        state = client.call("schedule.set_mode", {"mode": "on", "paused_until": until.isoformat()})
+        assert state["paused_until"] is not None and state["work_time_now"] is False
+        with pytest.raises(Exception, match="bad_params"):
+            client.call("schedule.set_mode", {"mode": "sometimes"})
+    offline = wire.Status(client="door-1", state="offline", at=None)
+    hub.handle_batch([(Received(SITE.device_status("door-1"), wire.encode(offline), 1, True), 0.0)])
+    clock.now += timedelta(minutes=10)
+    hub.alerting.tick(clock.now, force=True)
+    assert hub.alerting.list("open") == [], "nothing fires during a pause"
+    restarted = HubService(hub.config, hub.store, model_id="m:x", embedding_size=128, clock=clock)
+    assert restarted.alerting.history.latest.schedule.paused_until == until, "the pause survives a restart"
+    clock.now = until + timedelta(minutes=1)
+    hub.alerting.tick(clock.now, force=True)
+    assert [a.rule for a in hub.alerting.list("open")] == ["device_offline"], "after the pause the rule fires again"
