@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -227,24 +226,27 @@ class Alerting:
         )
 
     def _attendance_answer(self, day: date | None) -> tuple[str, Sequence[tuple[str, bytes]]]:
-        # The bot's thread: a read-only connection of its own, never the writer's.
+        """The day's attendance with first-in photos, for the Telegram bot.
+
+        Runs on the bot's thread, so it opens a store of its own (WAL: readers never block the writer).
+        """
+        from hub.store import HubStore
+
         day = day or wire.now_utc().date()
-        connection = sqlite3.connect(f"file:{self.hub.config.hub.database}?mode=ro", uri=True)
-        try:
-            rows = connection.execute(
-                "SELECT p.name, a.first_in, a.last_out, ROUND(a.present_s / 3600.0, 1) FROM attendance a "
-                "JOIN people p ON p.id = a.person_id WHERE a.day = ? ORDER BY p.name",
-                (day.isoformat(),),
-            ).fetchall()
-        finally:
-            connection.close()
-        if not rows:
-            return f"No attendance on {day.isoformat()}.", []
-        lines = [f"Attendance {day.isoformat()}:"]
-        lines += [
-            f"{name}: in {(fi or '-')[11:16]}, out {(lo or '-')[11:16]}, {hours} h" for name, fi, lo, hours in rows
-        ]
-        return "\n".join(lines), []
+        with HubStore.from_settings(self.hub.config.hub) as store:
+            names = {p.id: p.name or p.id for p in store.list_people()}
+            rows = store.attendance(day)
+            photos: list[tuple[str, bytes]] = []
+            lines = [f"Attendance {day.isoformat()}:"] if rows else [f"No attendance on {day.isoformat()}."]
+            for row in rows:
+                first_in = row.first_in.strftime("%H:%M") if row.first_in else "-"
+                last_out = row.last_out.strftime("%H:%M") if row.last_out else "-"
+                name = names.get(row.person_id, row.person_id)
+                lines.append(f"{name}: in {first_in} UTC, out {last_out} UTC, {row.present_s / 3600:.1f} h")
+                photo = store.load_snapshot(row.first_in_event) if row.first_in_event and len(photos) < 10 else None
+                if photo:
+                    photos.append((f"{name}, first in {first_in} UTC", photo))
+        return "\n".join(lines), photos
 
     # --- evaluation (writer thread) ----------------------------------------------------------------------------------
 

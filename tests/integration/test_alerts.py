@@ -231,3 +231,37 @@ def test_a_pause_set_through_the_api_gates_alerts_and_survives_a_restart(
     clock.now = until + timedelta(minutes=1)
     hub.alerting.tick(clock.now, force=True)
     assert [a.rule for a in hub.alerting.list("open")] == ["device_offline"], "after the pause the rule fires again"
+
+
+def test_telegram_attendance_command_answers_with_first_in_photos(
+    alert_hub: tuple[HubService, Clock], servers: tuple[FakeTelegram, FakeWebhook], faces_dir: Path
+) -> None:
+    hub, clock = alert_hub
+    telegram, _ = servers
+    person_id = hub.store.add_person("Ana Costa", clock.now)
+    event = wire.Event(
+        event_id=str(ULID()),
+        device="door-1",
+        seq=1,
+        at=clock.now,
+        type="seen",
+        person_id=person_id,
+        score=0.8,
+        margin=0.3,
+        track=1,
+        quality=0.9,
+        has_snapshot=True,
+    )
+    photo = (faces_dir / "Barack_Obama" / "obama.jpg").read_bytes()
+    snapshot = wire.Snapshot(
+        event_id=event.event_id, device="door-1", at=clock.now, content_type="image/jpeg", width=1, height=1, data=photo
+    )
+    hub.handle_batch(
+        [
+            (Received(SITE.device_event("door-1"), wire.encode(event), 1, False), 0.0),
+            (Received(SITE.device_snapshot("door-1"), wire.encode(snapshot), 1, False), 0.0),
+        ]
+    )
+    telegram.push(111, f"/attendance {clock.now.date().isoformat()}")
+    assert wait_until(lambda: any(p[2] == photo for p in telegram.photos), 40), "the first-in photo is sent"
+    assert any("Ana Costa: in 09:00" in text for _, text in telegram.messages)
