@@ -46,10 +46,8 @@ bench: $(STAMP) ## benchmarks with figures and ratios against a baseline (grows 
 	$(BIN)/rollcall bench link
 	$(BIN)/rollcall bench hub
 
-demo: $(STAMP) ## run the system on this machine (today: the embedded broker; the full stack arrives with the TUI)
-	@echo "rollcall demo: today this starts the embedded MQTT broker on 127.0.0.1:1883."
-	@echo "The hub, door devices replaying a clip and the TUI join it as they are built (see CHANGELOG.md)."
-	$(BIN)/rollcall broker --host 127.0.0.1 --port $${ROLLCALL_DEMO_PORT:-1883}
+demo: $(STAMP) ## the whole system on this machine: broker, hub, a door device replaying a door clip, the TUI
+	$(BIN)/rollcall demo $(DEMO_ARGS)
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

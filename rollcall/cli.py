@@ -65,6 +65,18 @@ def _cmd_broker(args: argparse.Namespace) -> int:
     return run(args.host, args.port)
 
 
+def _cmd_tui(args: argparse.Namespace) -> int:
+    from tui.cli import run_tui
+
+    return run_tui(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rollcall.demo import run
+
+    return run(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from rollcall.bench import run
 
@@ -120,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     }
     for role, description in descriptions.items():
         role_parser = roles.add_parser(role, help=description, description=description)
-        role_commands = role_parser.add_subparsers(dest=f"{role}_command", metavar="COMMAND", required=True)
+        # `rollcall tui` alone opens the UI; every other role needs a subcommand.
+        role_commands = role_parser.add_subparsers(dest=f"{role}_command", metavar="COMMAND", required=role != "tui")
+        if role == "tui":
+            role_parser.add_argument("--config", type=Path, default=None, help="TUI TOML config (optional)")
+            role_parser.set_defaults(handler=_cmd_tui)
         _add_check_config(role_commands, role)
         if role == "edge":
             from edge.cli import add_edge_commands  # light: handlers import the engine only when run
@@ -139,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.models import add_models_commands  # light: standard library only until a command runs
 
     add_models_commands(roles)
+
+    demo = roles.add_parser("demo", help="run the whole system on this box: broker, hub, door devices, TUI")
+    from rollcall.demo import add_arguments as add_demo_arguments
+
+    add_demo_arguments(demo)
+    demo.set_defaults(handler=_cmd_demo)
 
     bench = roles.add_parser("bench", help="measure speed against a baseline in the same run (docs/benchmarks.md)")
     from rollcall.bench import add_arguments  # light: the benchmarks import their subjects only when run

@@ -1,0 +1,138 @@
+"""Incremental DataTable updates and the small text formats the screens share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, tzinfo
+from typing import Any
+
+from textual.widgets import DataTable
+
+Cells = tuple[str, ...]
+
+
+class TableSync:
+    """Keeps a DataTable equal to a desired set of rows by adding, removing and updating cells, never rebuilding.
+
+    ``columns`` are ``(key, label)`` pairs. ``sort`` (column keys, with an optional key function per column)
+    orders the rows after new ones were added; updates in place keep the order.
+    """
+
+    def __init__(
+        self,
+        table: DataTable[Any],
+        columns: Sequence[tuple[str, str]],
+        sort: Sequence[tuple[str, Callable[[Any], Any] | None, bool]] = (),
+    ) -> None:
+        self.table = table
+        self.keys = [key for key, _ in columns]
+        self.sort = sort
+        self.rows: dict[str, Cells] = {}
+        self.full_rebuilds = 0
+        """How often the table was cleared and refilled (only :meth:`rebuild` does that)."""
+        self.cell_updates = 0
+        self.rows_added = 0
+        self.rows_removed = 0
+        for key, label in columns:
+            table.add_column(label, key=key)
+
+    def sync(self, desired: Mapping[str, Cells]) -> bool:
+        """Make the table show ``desired`` (row key → cells); returns whether anything changed."""
+        table = self.table
+        changed = False
+        for key in [k for k in self.rows if k not in desired]:
+            table.remove_row(key)
+            del self.rows[key]
+            self.rows_removed += 1
+            changed = True
+        added = False
+        for key, cells in desired.items():
+            old = self.rows.get(key)
+            if old is None:
+                table.add_row(*cells, key=key)
+                self.rows_added += 1
+                added = True
+            elif old != cells:
+                for column, before, after in zip(self.keys, old, cells, strict=True):
+                    if before != after:
+                        table.update_cell(key, column, after)
+                        self.cell_updates += 1
+            else:
+                continue
+            self.rows[key] = cells
+            changed = True
+        if added:
+            self.apply_sort()
+        return changed
+
+    def apply_sort(self) -> None:
+        """Order the rows (stable sorts, last criterion first)."""
+        for column, key, reverse in reversed(self.sort):
+            self.table.sort(column, key=key, reverse=reverse)
+
+    def rebuild(self, desired: Mapping[str, Cells]) -> None:
+        """Clear and refill (counted: the live path never calls this)."""
+        self.table.clear()
+        self.rows.clear()
+        self.full_rebuilds += 1
+        self.sync(desired)
+
+    def cursor_key(self) -> str | None:
+        """The row key under the cursor, if any."""
+        table = self.table
+        if table.row_count == 0:
+            return None
+        try:
+            row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return None if row_key.value is None else str(row_key.value)
+
+
+def local_time(value: datetime | None, zone: tzinfo, now: datetime, *, seconds: bool = False) -> str:
+    """A time for a table cell: HH:MM on the same local day as ``now``, else MM-DD HH:MM; '-' for none."""
+    if value is None:
+        return "-"
+    local = value.astimezone(zone)
+    fmt = "%H:%M:%S" if seconds else "%H:%M"
+    if local.date() == now.astimezone(zone).date():
+        return local.strftime(fmt)
+    return local.strftime("%m-%d " + fmt)
+
+
+def sortable_time(value: datetime | None, zone: tzinfo) -> str:
+    """MM-DD HH:MM:SS, which sorts as text within a year."""
+    return "-" if value is None else value.astimezone(zone).strftime("%m-%d %H:%M:%S")
+
+
+def age(seconds: float | None) -> str:
+    """A short age: 12s, 5m, 3h, 2d; '-' for none."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def number(value: float | int | None, digits: int = 1) -> str:
+    """A figure for a table cell; '-' for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time from a hub reply, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
