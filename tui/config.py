@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from edge.settings import EntityIdSetting, MqttSettings, PositiveFloat, Section, SiteSettings
+from edge.settings import ConfigPath, EntityIdSetting, MqttSettings, PositiveFloat, Section, SiteSettings
 
 
 class TuiSettings(Section):
@@ -15,6 +15,12 @@ class TuiSettings(Section):
     id: EntityIdSetting = "tui"
     max_redraw_hz: Annotated[float, Field(gt=0, le=60)] = 10.0
     request_timeout_s: PositiveFloat = 5.0
+    poll_s: PositiveFloat = 10.0
+    """How often the TUI asks the hub for open alerts (and notices that a silent hub answers again)."""
+    export_dir: ConfigPath | None = None
+    """Where attendance CSV exports go; the current directory when unset."""
+    events_shown: Annotated[int, Field(ge=10, le=500)] = 200
+    """How many of the latest events the events screen keeps."""
 
 
 class TuiConfig(Section):

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -61,11 +61,6 @@ def _window_text(window: wire.WindowInfo | None) -> str | None:
     if window.title and window.app:
         return f"{window.title} ({window.app})"
     return window.title or window.app
-
-
-@dataclass
-class _Areas:
-    versions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AREAS, 0))
 
 
 class LiveState:

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Input, Label, Static
 from textual_image.widget import Image
 
 MODAL_CSS = """
@@ -34,13 +34,6 @@ ModalScreen {
 }
 .dialog .hint {
     color: $text-muted;
-}
-.buttons {
-    height: auto;
-    width: 100%;
-}
-.buttons Button {
-    margin: 0 1 0 0;
 }
 .report {
     height: auto;

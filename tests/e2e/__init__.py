@@ -1,0 +1,1 @@
+"""End-to-end tests: the real commands as a person runs them."""

@@ -1,0 +1,389 @@
+"""The supervisor's terminal UI: live state from the broker, questions to the hub, one key per screen.
+
+:class:`RollcallApp` takes a :class:`tui.live.LiveState` (fed by the broker) and a requester with
+``call(method, params, timeout)`` (a :class:`hub.client.HubClient`); both are injected so tests pass real ones.
+Requests run on background threads and their answers are applied on the UI thread by the redraw timer, which
+runs at most ``max_redraw_hz`` times a second and redraws only what changed. The header shows the counts and
+whether the broker is reachable and the hub answering; both recover by themselves.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
+from zoneinfo import ZoneInfo
+
+from pydantic import JsonValue
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import ContentSwitcher, Footer, Static
+
+from edge import wire
+from hub.client import HubRequestFailed, HubUnavailable
+from tui.live import LiveState
+from tui.modals import MODAL_CSS, HelpScreen
+from tui.tables import age
+from tui.views import (
+    AlertsView,
+    AttendanceView,
+    DevicesView,
+    EventsView,
+    PeopleView,
+    PresenceView,
+    ScreensView,
+    View,
+)
+
+T = TypeVar("T")
+
+
+class Requester(Protocol):
+    """What the app needs from a hub client."""
+
+    def call(self, method: str, params: dict[str, JsonValue] | None = None, timeout: float = 10.0) -> Any:
+        """Send one request and return its result (raise HubUnavailable / HubRequestFailed)."""
+
+
+VIEWS: tuple[type[View], ...] = (
+    PresenceView,
+    AlertsView,
+    AttendanceView,
+    PeopleView,
+    DevicesView,
+    ScreensView,
+    EventsView,
+)
+
+CSS = (
+    MODAL_CSS
+    + """
+#topbar {
+    height: 1;
+    background: $primary;
+    color: $text;
+    text-style: bold;
+}
+#statusbar {
+    height: 1;
+}
+#statusbar.problem {
+    background: $error;
+    color: $text;
+    text-style: bold reverse;
+}
+ContentSwitcher {
+    height: 1fr;
+}
+View {
+    height: 1fr;
+}
+View DataTable {
+    height: 1fr;
+}
+#presence-search {
+    height: 3;
+}
+.details {
+    height: 8;
+    border-top: solid $accent;
+}
+.details Static {
+    width: 1fr;
+    height: 100%;
+}
+.details .photo {
+    width: 16;
+    height: 7;
+}
+#screens-grid {
+    grid-size: 3;
+    grid-rows: 10;
+    grid-columns: 26;
+    height: auto;
+}
+#screens {
+    overflow-y: auto;
+}
+.card {
+    width: 26;
+    height: 10;
+    border: round $panel-lighten-2;
+}
+.card:focus {
+    border: heavy $accent;
+}
+.card .thumb {
+    width: 24;
+    height: 6;
+}
+.card Label {
+    width: 100%;
+    height: 1;
+}
+#screens-hint, #presence-filter, #attendance-day, #people-hint, #devices-hint, #events-hint {
+    height: auto;
+    width: 100%;
+}
+"""
+)
+
+
+class RollcallApp(App[None]):
+    """rollcall's supervisor UI."""
+
+    TITLE = "rollcall"
+    CSS = CSS
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "show('presence')", "Presence"),
+        Binding("a", "show('alerts')", "Alerts"),
+        Binding("t", "show('attendance')", "Attendance"),
+        Binding("u", "show('people')", "People"),
+        Binding("d", "show('devices')", "Devices"),
+        Binding("s", "show('screens')", "Screens"),
+        Binding("e", "show('events')", "Events"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        live: LiveState,
+        requester: Requester,
+        *,
+        site: str = "main",
+        timezone: str | tzinfo = "UTC",
+        clock: Callable[[], datetime] = wire.now_utc,
+        max_redraw_hz: float = 10.0,
+        request_timeout_s: float = 5.0,
+        poll_s: float = 10.0,
+        export_dir: Path | None = None,
+        issued_by: str = "tui",
+        events_shown: int = 200,
+    ) -> None:
+        super().__init__()
+        self.live = live
+        self.requester = requester
+        self.site = site
+        self.zone: tzinfo = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
+        self.clock = clock
+        self.max_redraw_hz = max_redraw_hz
+        self.request_timeout_s = request_timeout_s
+        self.poll_s = poll_s
+        self.export_dir = export_dir or Path.cwd()
+        self.issued_by = issued_by
+        self.events_shown = events_shown
+        self.current = "presence"
+        self.hub_failing = False
+        self.hub_error: str | None = None
+        self.last_reply_at: datetime | None = None
+        self.requests_in_flight = 0
+        self.requests_done = 0
+        self.ticks = 0
+        self._results: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = queue.SimpleQueue()
+        self._was_connected = False
+        self._loaded: set[str] = set()
+        self._header = ""
+        self._status = ""
+
+    # --- layout ------------------------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="topbar", markup=False)
+        yield Static("", id="statusbar", markup=False)
+        with ContentSwitcher(initial="presence"):
+            for view in VIEWS:
+                yield EventsView(self.events_shown) if view is EventsView else view()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0 / self.max_redraw_hz, self.tick)
+        self.set_interval(self.poll_s, self.poll)
+        self.view().focus_main()
+        self.tick()
+
+    def view(self, name: str | None = None) -> View:
+        """A view by id (the shown one by default)."""
+        return self.query_one(f"#{name or self.current}", View)
+
+    # --- actions -----------------------------------------------------------------------------------------------
+
+    def action_show(self, name: str) -> None:
+        """Switch to a screen."""
+        self.current = name
+        self.query_one(ContentSwitcher).current = name
+        view = self.view()
+        view.redraw(force=True)
+        view.focus_main()
+        if self.live.connected or name not in self._loaded:
+            view.load()
+            self._loaded.add(name)
+        self._draw_header()
+
+    def action_help(self) -> None:
+        """Every binding, per screen."""
+        sections: list[tuple[str, list[tuple[str, str]]]] = [
+            ("Everywhere", [(self._key_name(b), b.description) for b in self._bindings_of(self.BINDINGS)])
+        ]
+        for view in VIEWS:
+            bindings = self._bindings_of(getattr(view, "BINDINGS", []))
+            if bindings:
+                sections.append((view.TITLE, [(self._key_name(b), b.description) for b in bindings]))
+        dialogs = [("Enter", "next field / submit"), ("Esc", "cancel, close"), ("y / n", "yes / no")]
+        sections.append(("Dialogs", dialogs))
+        self.push_screen(HelpScreen(sections))
+
+    @staticmethod
+    def _bindings_of(bindings: list[BindingType]) -> list[Binding]:
+        return [b for b in bindings if isinstance(b, Binding)]
+
+    @staticmethod
+    def _key_name(binding: Binding) -> str:
+        names = {
+            "question_mark": "?",
+            "slash": "/",
+            "left_square_bracket": "[",
+            "right_square_bracket": "]",
+            "delete": "Del",
+            "enter": "Enter",
+            "escape": "Esc",
+            "left": "Left",
+            "right": "Right",
+            "up": "Up",
+            "down": "Down",
+        }
+        return names.get(binding.key, binding.key)
+
+    # --- requests (never on the UI thread) ---------------------------------------------------------------------
+
+    def run_job(self, job: Callable[[], T], then: Callable[[T], None], *, quiet: bool = False) -> None:
+        """Run ``job`` (which talks to the hub) on a thread; ``then(result)`` runs on the UI thread."""
+        self.requests_in_flight += 1
+
+        def worker() -> None:
+            try:
+                result = job()
+            except HubRequestFailed as exc:
+                self._results.put((self._refused, (exc, quiet)))
+            except HubUnavailable as exc:
+                self._results.put((self._unanswered, (str(exc),)))
+            except Exception as exc:
+                self._results.put((self._refused, (exc, quiet)))
+            else:
+                self._results.put((self._answered, (then, result)))
+
+        threading.Thread(target=worker, name="tui-request", daemon=True).start()
+
+    def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        then: Callable[[Any], None] | None = None,
+        timeout: float | None = None,
+        quiet: bool = False,
+    ) -> None:
+        """Ask the hub ``method`` on a thread; ``then(result)`` runs on the UI thread when it answers."""
+        requester = self.requester
+        limit = timeout or self.request_timeout_s
+        self.run_job(lambda: requester.call(method, params or {}, limit), then or (lambda _: None), quiet=quiet)
+
+    def _answered(self, then: Callable[[Any], None], result: Any) -> None:
+        self.requests_in_flight -= 1
+        self.requests_done += 1
+        self.hub_failing = False
+        self.hub_error = None
+        self.last_reply_at = self.clock()
+        then(result)
+
+    def _refused(self, exc: Exception, quiet: bool) -> None:
+        self.requests_in_flight -= 1
+        self.requests_done += 1
+        if isinstance(exc, HubRequestFailed):
+            self.hub_failing = False
+            self.last_reply_at = self.clock()
+        if not quiet:
+            self.notify(f"The hub refused: {exc}", severity="error", timeout=6)
+
+    def _unanswered(self, message: str) -> None:
+        self.requests_in_flight -= 1
+        self.requests_done += 1
+        self.hub_failing = True
+        self.hub_error = message
+
+    # --- the clock ---------------------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Apply request results, notice reconnects, redraw what changed (runs ``max_redraw_hz`` per second)."""
+        self.ticks += 1
+        while True:
+            try:
+                callback, args = self._results.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                callback(*args)
+            except Exception as exc:  # a view's callback must never take the UI down
+                self.log.error(f"request callback failed: {exc!r}")
+        connected = self.live.connected
+        if connected and not self._was_connected:
+            self.refresh_all()
+        self._was_connected = connected
+        self.view().redraw()
+        self._draw_header()
+
+    def refresh_all(self) -> None:
+        """After (re)connecting: ask the hub for everything the live stream may have missed."""
+        self.query_one(PresenceView).load()
+        self.query_one(AlertsView).load()
+        self.query_one(DevicesView).load()
+        if self.current not in ("presence", "alerts", "devices"):
+            self.view().load()
+        self._loaded.add(self.current)
+
+    def poll(self) -> None:
+        """Every ``poll_s``: a cheap question keeps the hub's state fresh and notices when it answers again."""
+        if not self.live.connected:
+            return
+        if self.requests_in_flight > 4:
+            return  # the hub is slow or gone; do not pile up questions
+        self.query_one(AlertsView).load()
+        if self.hub_failing or self.live.presence_refused:
+            self.query_one(PresenceView).load()
+            if self.current != "alerts":
+                self.view().load()
+
+    # --- header ------------------------------------------------------------------------------------------------
+
+    def status_text(self) -> str:
+        """'ok', 'broker unreachable' or 'hub not answering (...)'."""
+        if not self.live.connected:
+            return "broker unreachable (retrying)"
+        hub = self.live.hub_status()
+        if self.hub_failing or (hub is not None and hub.state != "online" and self.last_reply_at is None):
+            if self.last_reply_at is None:
+                return "hub not answering (no reply yet)"
+            seconds = (self.clock() - self.last_reply_at).total_seconds()
+            return f"hub not answering (last reply {age(seconds)} ago)"
+        if hub is not None and hub.state != "online":
+            return f"hub {hub.state.upper()} (it said so on the broker)"
+        return "ok"
+
+    def _draw_header(self) -> None:
+        inside, outside, open_alerts = self.live.counts()
+        view = self.view()
+        header = (
+            f" rollcall {self.site} | {view.TITLE} | IN {inside}  OUT {outside}  OPEN ALERTS {open_alerts} | ? help"
+        )
+        if header != self._header:
+            self._header = header
+            self.query_one("#topbar", Static).update(header)
+        status = self.status_text()
+        if status != self._status:
+            self._status = status
+            bar = self.query_one("#statusbar", Static)
+            bar.update(f" status: {status}")
+            bar.set_class(status != "ok", "problem")
