@@ -33,6 +33,7 @@ from hub.rules import (
     Condition,
     DeviceFacts,
     PersonFacts,
+    WorkstationFacts,
     door_event,
     evaluate_event,
     evaluate_state,
@@ -283,7 +284,7 @@ class Alerting:
             conditions += evaluate_state(
                 self._device_facts(now),
                 self._person_facts(now),
-                [],
+                self._workstation_facts(),
                 self.history,
                 now,
                 expected=frozenset(self.hub.config.schedule.expected),
@@ -309,6 +310,15 @@ class Alerting:
                     at=device.last_seen,
                 )
             )
+        return facts
+
+    def _workstation_facts(self) -> list[WorkstationFacts]:
+        facts = []
+        for agent in self.hub.store.list_agents():
+            idle_since = None
+            if agent.get("state") == "idle" and agent.get("state_since"):
+                idle_since = datetime.fromisoformat(str(agent["state_since"]))
+            facts.append(WorkstationFacts(str(agent["id"]), idle_since, agent.get("user")))
         return facts
 
     def _person_facts(self, now: datetime) -> list[PersonFacts]:

@@ -10,7 +10,7 @@ import base64
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import JsonValue
 from ulid import ULID
@@ -70,6 +70,9 @@ class RequestHandler:
             "snapshot.get": self.snapshot_get,
             "alerts.list": self.alerts_list,
             "schedule.get": self.schedule_get,
+            "agents.list": self.agents_list,
+            "agents.activity": self.agents_activity,
+            "agents.files": self.agents_files,
             "schedule.set_mode": self.schedule_set_mode,
             "alerts.acknowledge": self.alerts_acknowledge,
             "alerts.resolve": self.alerts_resolve,
@@ -304,3 +307,29 @@ class RequestHandler:
         except ValueError as exc:
             raise RequestError("bad_params", str(exc)) from None
         return self.schedule_get({}, client, now)
+
+    # --- workstation agents --------------------------------------------------------------------------------------
+
+    def agents_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        return [
+            {
+                key: agent.get(key)
+                for key in ("id", "status", "last_seen", "user", "window_title", "window_app", "state", "state_since")
+            }
+            for agent in self.hub.store.list_agents()
+        ]
+
+    def _agent_and_limit(self, params: dict[str, JsonValue], default: int) -> tuple[str, int]:
+        agent = _text(params, "agent")
+        limit = params.get("limit", default)
+        if not isinstance(limit, int) or not 1 <= limit <= 5000:
+            raise RequestError("bad_params", "parameter 'limit' must be an integer from 1 to 5000")
+        return agent, limit
+
+    def agents_activity(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        agent, limit = self._agent_and_limit(params, 100)
+        return cast(JsonValue, self.hub.store.agent_activity(agent, limit))
+
+    def agents_files(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+        agent, limit = self._agent_and_limit(params, 200)
+        return cast(JsonValue, self.hub.store.file_changes(agent, limit))

@@ -115,6 +115,8 @@ class HubService:
         for leaf in ("event", "snapshot", "capture", "status", "health"):
             self.link.subscribe(self.topics.all_devices(leaf), qos=1)
         self.link.subscribe(self.topics.hub_request(), qos=1)
+        for leaf in ("activity", "status"):
+            self.link.subscribe(self.topics.all_agents(leaf), qos=1)
         self._ha_dirty = threading.Event()
         if config.homeassistant.enabled:
             self._ha_dirty.set()
@@ -197,6 +199,7 @@ class HubService:
         events: list[ReceivedEvent] = []
         acks: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
         later: list[tuple[wire.TopicRef, wire.Snapshot | wire.Capture]] = []
+        agent_acks: dict[str, list[str]] = {}
         for message, _ in batch:
             if self.config.homeassistant.enabled and message.topic == ha_status_topic(
                 self.config.homeassistant.discovery_prefix
@@ -212,6 +215,13 @@ class HubService:
             if ref.role == "hub":
                 if isinstance(payload, wire.Request):
                     self.api.handle(payload, now)
+                continue
+            if ref.role == "agent" and ref.entity is not None:
+                if isinstance(payload, wire.Activity):
+                    self.store.insert_activity(payload, now)
+                    agent_acks.setdefault(ref.entity, []).append(payload.event_id)
+                elif isinstance(payload, wire.Status):
+                    self.store.set_agent_status(ref.entity, payload.state, payload.at or now, now)
                 continue
             if ref.role != "device" or ref.entity is None:
                 continue
@@ -260,6 +270,10 @@ class HubService:
         del self.counters.commit_latency_ms[:-10_000]
         for device, (event_ids, snapshot_ids) in acks.items():
             self._ack(device, event_ids, snapshot_ids, now)
+        for agent, event_ids in agent_acks.items():
+            for start in range(0, len(event_ids), wire.MAX_ACK_IDS):
+                ack = wire.Ack(client=agent, at=now, event_ids=event_ids[start : start + wire.MAX_ACK_IDS])
+                self.link.publish(self.topics.agent_ack(agent), ack, qos=1)
 
     def _dead_letter(self, topic: str, reason: str, payload: bytes, now: datetime) -> None:
         self.counters.dead_letters += 1

@@ -275,10 +275,51 @@ def _v3_attendance_photos_and_person_index(db: sqlite_utils.Database) -> None:
     db.table("events").create_index(["person_id", "at"])
 
 
+def _v4_workstation_agents(db: sqlite_utils.Database) -> None:
+    """Version 4: workstation agents, their merged activity and the change log of their watched folders."""
+    db.table("agents").create(
+        {
+            "id": str,
+            "status": str,
+            "status_at": str,
+            "last_seen": str,
+            "user": str,
+            "window_title": str,
+            "window_app": str,
+            "state": str,
+            "state_since": str,
+        },
+        pk="id",
+    )
+    db.table("agent_activity").create(
+        {
+            "event_id": str,
+            "agent": str,
+            "seq": int,
+            "at": str,
+            "received_at": str,
+            "user": str,
+            "session": str,
+            "intervals": str,
+            "window": str,
+        },
+        pk="event_id",
+        not_null={"agent", "seq", "at", "received_at"},
+    )
+    db.table("agent_activity").create_index(["agent", "at"])
+    db.table("file_changes").create(
+        {"id": int, "event_id": str, "agent": str, "at": str, "path": str, "change": str, "dest_path": str},
+        pk="id",
+        not_null={"event_id", "agent", "at", "path", "change"},
+    )
+    db.table("file_changes").create_index(["agent", "at"])
+
+
 MIGRATIONS: list[Migration] = [
     _v1_tables,
     _v2_model_pack_and_retention_indexes,
     _v3_attendance_photos_and_person_index,
+    _v4_workstation_agents,
 ]
 """Schema steps in order; the database's ``PRAGMA user_version`` is the number applied. Only ever append."""
 
@@ -1168,6 +1209,97 @@ class HubStore:
             tx.execute("DELETE FROM dead_letters WHERE received_at < ?", (events_cut,))
             self._unlink([rel for _, rel in doomed] + [rel for _, rel in captures])
         return events, len(doomed) + len(captures)
+
+    # --- workstation agents ---------------------------------------------------------------------------------
+
+    def insert_activity(self, activity: wire.Activity, received_at: datetime) -> bool:
+        """Store one activity batch (and its file changes) once; False when it was stored before."""
+        with _transaction(self.db) as tx:
+            cur = tx.execute(
+                "INSERT INTO agent_activity (event_id, agent, seq, at, received_at, user, session, intervals, window) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING",
+                (
+                    activity.event_id,
+                    activity.agent,
+                    activity.seq,
+                    _ts(activity.at),
+                    _ts(received_at),
+                    activity.user,
+                    activity.session,
+                    json.dumps([i.model_dump(mode="json") for i in activity.intervals]),
+                    json.dumps(activity.window.model_dump(mode="json")) if activity.window else None,
+                ),
+            )
+            if cur.rowcount != 1:
+                return False
+            for change in activity.files:
+                tx.execute(
+                    "INSERT INTO file_changes (event_id, agent, at, path, change, dest_path) VALUES (?, ?, ?, ?, ?, ?)",
+                    (activity.event_id, activity.agent, _ts(change.at), change.path, change.change, change.dest_path),
+                )
+            latest = activity.intervals[-1] if activity.intervals else None
+            fields: dict[str, object] = {"last_seen": _ts(received_at)}
+            if activity.user is not None:
+                fields["user"] = activity.user
+            if activity.window is not None:
+                fields["window_title"] = activity.window.title
+                fields["window_app"] = activity.window.app
+            if latest is not None:
+                fields["state"] = latest.state
+                fields["state_since"] = _ts(latest.start)
+            self._upsert_agent(tx, activity.agent, fields)
+        return True
+
+    @staticmethod
+    def _upsert_agent(tx: sqlite3.Connection, agent: str, fields: Mapping[str, object]) -> None:
+        columns = sorted(fields)
+        update = ", ".join(f"{c} = excluded.{c}" for c in columns)
+        marks = ", ".join("?" * (len(columns) + 1))
+        tx.execute(
+            f"INSERT INTO agents (id{''.join(', ' + c for c in columns)}) VALUES ({marks}) "
+            f"ON CONFLICT(id) DO UPDATE SET {update}",
+            [agent, *[fields[c] for c in columns]],
+        )
+
+    def set_agent_status(self, agent: str, status: str, at: datetime, now: datetime) -> None:
+        """An agent's retained status (online, offline, stopped)."""
+        wire.check_id(agent, "agent id")
+        with _transaction(self.db) as tx:
+            self._upsert_agent(tx, agent, {"status": status, "status_at": _ts(at), "last_seen": _ts(now)})
+
+    def list_agents(self) -> list[dict[str, Any]]:
+        """Every workstation agent with its latest state."""
+        cur = self.db.conn.execute("SELECT * FROM agents ORDER BY id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def agent_activity(self, agent: str, limit: int = 100) -> list[dict[str, Any]]:
+        """An agent's newest activity batches (intervals and window decoded)."""
+        cur = self.db.conn.execute(
+            "SELECT event_id, seq, at, user, session, intervals, window FROM agent_activity WHERE agent = ? "
+            "ORDER BY at DESC LIMIT ?",
+            (agent, limit),
+        )
+        return [
+            {
+                "event_id": e,
+                "seq": s,
+                "at": a,
+                "user": u,
+                "session": se,
+                "intervals": json.loads(i or "[]"),
+                "window": json.loads(w) if w else None,
+            }
+            for e, s, a, u, se, i, w in cur.fetchall()
+        ]
+
+    def file_changes(self, agent: str, limit: int = 200) -> list[dict[str, Any]]:
+        """An agent's change log, newest first."""
+        cur = self.db.conn.execute(
+            "SELECT at, path, change, dest_path FROM file_changes WHERE agent = ? ORDER BY at DESC, id DESC LIMIT ?",
+            (agent, limit),
+        )
+        return [{"at": a, "path": p, "change": c, "dest_path": d} for a, p, c, d in cur.fetchall()]
 
     # --- devices -----------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ulid import ULID
 
 from edge import wire
 from edge.config import EdgeConfig
@@ -33,7 +34,7 @@ from hub.service import HubService
 from hub.store import HubStore
 from tests.conftest import REPO_ROOT
 from tests.helpers.brokers import TestBroker
-from tests.helpers.mqtt import Collector, settings_for
+from tests.helpers.mqtt import Collector, probe, settings_for
 from tests.integration.test_edge_service import EdgeProcess, outbox_depth, wait_until, write_config
 
 pytestmark = pytest.mark.integration
@@ -379,3 +380,43 @@ def test_device_enrolment_captures_become_templates_and_presence_survives_a_rest
     )  # a restarted hub on the same database
     entry = again.presence_payload(now).people[0]
     assert (entry.state, entry.door, entry.since) == ("in", "door-1", event.at)
+
+
+def _activity(seq: int, at: datetime, idle: bool = False) -> wire.Activity:
+    return wire.Activity(
+        event_id=str(ULID()),
+        agent="lab-pc-07",
+        seq=seq,
+        at=at,
+        user="student7",
+        session="start" if seq == 1 else None,
+        intervals=[wire.ActivityInterval(state="idle" if idle else "active", start=at - timedelta(minutes=1), end=at)],
+        window=wire.WindowInfo(title="report.odt - LibreOffice Writer", app="libreoffice"),
+        files=[wire.FileChange(path="coursework/report.odt", change="modified", at=at)],
+    )
+
+
+def test_workstation_activity_is_stored_once_acked_and_served(broker: TestBroker, hub: HubService) -> None:
+    now = wire.now_utc()
+    first, second = _activity(1, now - timedelta(minutes=5)), _activity(2, now, idle=True)
+    with probe(broker, SITE.agent_ack("lab-pc-07")) as acks:
+        sender = MqttLink(settings_for(broker), client_id="agent-lab-pc-07")
+        sender.start()
+        assert sender.wait_connected(10)
+        for activity in (first, second, first):  # the first one twice: a resend after a lost ack
+            sender.publish(SITE.agent_activity("lab-pc-07"), activity, qos=1).wait_for_publish(5)
+        sender.stop()
+        assert acks.wait_for(lambda ms: len(ms) >= 2, 10)
+    decoded = [wire.decode(m.topic, m.payload)[1] for m in acks.messages]
+    acked = {i for ack in decoded if isinstance(ack, wire.Ack) for i in ack.event_ids}
+    assert acked == {first.event_id, second.event_id}
+    with HubClient(settings_for(broker), SITE, "tui-agents") as client:
+        (agent,) = client.call("agents.list")
+        assert (agent["id"], agent["state"], agent["window_title"]) == (
+            "lab-pc-07",
+            "idle",
+            "report.odt - LibreOffice Writer",
+        )
+        assert [row["seq"] for row in client.call("agents.activity", {"agent": "lab-pc-07"})] == [2, 1]
+        files = client.call("agents.files", {"agent": "lab-pc-07"})
+        assert [f["path"] for f in files] == ["coursework/report.odt"] * 2
