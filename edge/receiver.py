@@ -30,11 +30,18 @@ CREATE TABLE IF NOT EXISTS captures (
     capture_id TEXT PRIMARY KEY, device TEXT NOT NULL, command_id TEXT NOT NULL, purpose TEXT NOT NULL,
     idx INTEGER NOT NULL, final INTEGER NOT NULL, bytes INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS agent_activity (
+    event_id TEXT PRIMARY KEY, agent TEXT NOT NULL, seq INTEGER NOT NULL, payload TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
 """
 
 
 class AckingReceiver:
-    """Subscribes to every device's events, snapshots and captures at one site; commits in batches, then acks."""
+    """Subscribes to every device's events, snapshots and captures and every agent's activity at one site.
+
+    Commits in batches, then acks: devices on ``device/<id>/ack``, agents on ``agent/<id>/ack``.
+    """
 
     def __init__(
         self,
@@ -57,6 +64,7 @@ class AckingReceiver:
         self.link = MqttLink(settings, client_id=client_id, on_message=self._queue.put)
         for leaf in ("event", "snapshot", "capture"):
             self.link.subscribe(self.topics.all_devices(leaf), qos=1)
+        self.link.subscribe(self.topics.all_agents("activity"), qos=1)
         self._thread = threading.Thread(target=self._run, name=f"receiver-{client_id}", daemon=True)
 
     def start(self, timeout: float = 10.0) -> None:
@@ -97,6 +105,7 @@ class AckingReceiver:
 
     def _commit_and_ack(self, connection: sqlite3.Connection, batch: list[Received]) -> None:
         acks: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
+        agent_acks: dict[str, list[str]] = defaultdict(list)
         now = time.time()
         with connection:
             for message in batch:
@@ -141,6 +150,12 @@ class AckingReceiver:
                         ),
                     )
                     acks[device][0].append(payload.capture_id)
+                elif isinstance(payload, wire.Activity):
+                    connection.execute(
+                        "INSERT OR IGNORE INTO agent_activity VALUES (?, ?, ?, ?, ?)",
+                        (payload.event_id, device, payload.seq, wire.encode(payload).decode(), now),
+                    )
+                    agent_acks[device].append(payload.event_id)
         committed = time.time()
         for device, (event_ids, snapshot_ids) in acks.items():
             for event_id in event_ids:
@@ -153,6 +168,14 @@ class AckingReceiver:
                     snapshot_ids=snapshot_ids[start : start + wire.MAX_ACK_IDS],
                 )
                 self.link.publish(self.topics.device_ack(device), ack, qos=1)
+        for agent, event_ids in agent_acks.items():
+            for event_id in event_ids:
+                self.committed_at.setdefault(event_id, committed)
+            for start in range(0, len(event_ids), wire.MAX_ACK_IDS):
+                agent_ack = wire.Ack(
+                    client=agent, at=wire.now_utc(), event_ids=event_ids[start : start + wire.MAX_ACK_IDS]
+                )
+                self.link.publish(self.topics.agent_ack(agent), agent_ack, qos=1)
 
     def stored_events(self) -> list[tuple[str, str, int]]:
         """(event_id, device, seq) of every committed event, in seq order."""
@@ -161,3 +184,20 @@ class AckingReceiver:
             return list(connection.execute("SELECT event_id, device, seq FROM events ORDER BY device, seq"))
         finally:
             connection.close()
+
+    def stored_activity(self, agent: str | None = None) -> list[wire.Activity]:
+        """Every committed agent activity batch (of one agent, or all), in (agent, seq) order."""
+        connection = sqlite3.connect(self.database)
+        try:
+            rows = list(connection.execute("SELECT agent, payload FROM agent_activity ORDER BY agent, seq"))
+        except sqlite3.OperationalError:
+            return []  # the table is created by the receiver thread; nothing committed yet
+        finally:
+            connection.close()
+        out: list[wire.Activity] = []
+        for who, raw in rows:
+            if agent is None or who == agent:
+                payload = wire.decode_as(wire.Activity, raw)
+                assert isinstance(payload, wire.Activity)
+                out.append(payload)
+        return out

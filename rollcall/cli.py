@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
             from edge.cli import add_edge_commands  # light: handlers import the engine only when run
 
             add_edge_commands(role_commands)
+        if role == "agent":
+            from edge.agent.cli import add_agent_commands
+
+            add_agent_commands(role_commands)
         if role == "hub":
             from hub.cli import add_hub_commands
 

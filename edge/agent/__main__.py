@@ -1,0 +1,7 @@
+"""``python -m edge.agent run --config FILE``."""
+
+import sys
+
+from edge.agent.cli import main
+
+sys.exit(main())

@@ -1,0 +1,66 @@
+"""The ``rollcall agent`` subcommands: ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``run`` under ``rollcall agent``."""
+    run = commands.add_parser(
+        "run",
+        help="run the workstation agent in this desktop session (thumbnails, activity, files, commands)",
+        description="Run the workstation agent: screen thumbnails when the screen changes, idle/active intervals, "
+        "the active window, watched file changes, and supervisor commands (message, lock, screenshot). It shows a "
+        "notification when it starts. Meant as a systemd user service (systemd/rollcall-agent.service).",
+    )
+    run.add_argument("--config", type=Path, required=True, help="agent TOML config (see docs/examples/agent.toml)")
+    run.set_defaults(handler=run_agent)
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    """``rollcall agent run``."""
+    import signal
+    from importlib.metadata import PackageNotFoundError, version
+
+    from edge.agent.service import AgentService
+    from edge.config import AgentConfig
+    from edge.outbox import OutboxError
+    from edge.settings import ConfigError, load_config
+
+    try:
+        software = f"rollcall {version('rollcall')}"
+    except PackageNotFoundError:
+        software = "rollcall"
+    try:
+        config = load_config(AgentConfig, args.config, "agent")
+    except ConfigError as exc:
+        print(f"rollcall agent: {args.config}: the config has problems:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    try:
+        service = AgentService(config, software=software)
+    except (OutboxError, OSError) as exc:
+        print(f"rollcall agent: {exc}", file=sys.stderr)
+        return 2
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: service.stop_event.set())
+    print(f"rollcall agent: {config.summary()}", file=sys.stderr, flush=True)
+    service.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edge.agent run --config FILE`` (the same as ``rollcall agent run``)."""
+    import logging
+
+    parser = argparse.ArgumentParser(prog="rollcall agent")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_agent_commands(parser.add_subparsers(dest="agent_command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
+    result: int = args.handler(args)
+    return result
