@@ -401,6 +401,7 @@ class Presence(_Payload):
     """Who is in; retained and republished on every change."""
 
     kind = "presence"
+    binary = True  # not binary, but large: 2,000 people are about 200 KB, over the ordinary 64 KiB cap
     at: UtcTime
     people: Annotated[list[PresenceEntry], Field(max_length=100_000)]
 

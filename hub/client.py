@@ -33,6 +33,7 @@ class HubClient:
         self.client = client
         self.reply_topic = topics.hub_reply(client)
         self._replies: dict[str, wire.Reply] = {}
+        self._waiting: set[str] = set()  # a reply that arrives after its caller gave up is dropped, not kept
         self._cond = threading.Condition()
         self.link = MqttLink(settings, client_id=f"{client}-api", on_message=self._on_message, clean_session=True)
         self.link.subscribe(self.reply_topic, qos=1)
@@ -65,8 +66,9 @@ class HubClient:
             return
         if isinstance(reply, wire.Reply):
             with self._cond:
-                self._replies[reply.request_id] = reply
-                self._cond.notify_all()
+                if reply.request_id in self._waiting:
+                    self._replies[reply.request_id] = reply
+                    self._cond.notify_all()
 
     def call(self, method: str, params: dict[str, JsonValue] | None = None, timeout: float = 10.0) -> Any:
         """Send one request and return its result; raises on an error reply or no reply within ``timeout``."""
@@ -78,9 +80,13 @@ class HubClient:
             params=params or {},
             reply_to=self.reply_topic,
         )
+        with self._cond:
+            self._waiting.add(request.request_id)
         self.link.publish(self.topics.hub_request(), request, qos=1)
         with self._cond:
-            if not self._cond.wait_for(lambda: request.request_id in self._replies, timeout):
+            answered = self._cond.wait_for(lambda: request.request_id in self._replies, timeout)
+            self._waiting.discard(request.request_id)
+            if not answered:
                 raise HubUnavailable(
                     f"the hub did not answer {method} within {timeout:.0f} s; is `rollcall hub run` up?"
                 )

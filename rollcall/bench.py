@@ -76,8 +76,9 @@ def bench_wire(count: int, repeats: int) -> dict[str, float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rollcall bench``."""
     parser.add_argument(
-        "target", nargs="?", default="wire", choices=["wire", "edge", "link", "hub"], help="what to measure"
+        "target", nargs="?", default="wire", choices=["wire", "edge", "link", "hub", "agent"], help="what to measure"
     )
+    parser.add_argument("--seconds", type=float, default=60.0, help="agent: how long to run (60)")
     parser.add_argument("--events", type=int, default=10_000, help="link: events queued before the drain (10000)")
     parser.add_argument("--clip", choices=["door", "street"], default="door", help="edge: which clip (door)")
     parser.add_argument("--faces", type=Path, default=None, help="edge: photo folders (default $ROLLCALL_FACES_DIR)")
@@ -184,8 +185,32 @@ def run_hub(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_agent(args: argparse.Namespace) -> int:
+    """``rollcall bench agent``: bytes per hour, CPU and thumbnail latency of a workstation agent."""
+    from rollcall.bench_agent import bench_agent
+
+    if args.seconds < 20:
+        print("rollcall bench agent: --seconds must be at least 20", file=sys.stderr)
+        return 2
+    print(f"bench agent: {args.seconds:.0f} s on a still desktop with a change every 10 s", flush=True)
+    figures = bench_agent(seconds=args.seconds)
+    print(f"  published : {figures['bytes_per_hour']:>10,} bytes/hour ({figures['thumbnails']} thumbnails)")
+    print(f"  baseline  : {figures['naive_bytes_per_hour']:>10,} bytes/hour (a thumbnail every interval)")
+    print(f"  ratio     : {figures['ratio']}x")
+    print(f"  CPU       : {figures['agent_cpu_percent']} % of one core")
+    print(
+        f"  latency   : change -> thumbnail at a subscriber p50 {figures['thumbnail_latency_p50_s']} s, "
+        f"max {figures['thumbnail_latency_max_s']} s"
+    )
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen benchmark and print its figures."""
+    if args.target == "agent":
+        return run_agent(args)
     if args.target == "hub":
         return run_hub(args)
     if args.target == "link":

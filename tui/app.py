@@ -137,6 +137,7 @@ class RollcallApp(App[None]):
 
     TITLE = "rollcall"
     CSS = CSS
+    ENABLE_COMMAND_PALETTE = False  # every action has its own key, listed by `?`
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "show('presence')", "Presence"),
         Binding("a", "show('alerts')", "Alerts"),
@@ -188,15 +189,21 @@ class RollcallApp(App[None]):
         self._loaded: set[str] = set()
         self._header = ""
         self._status = ""
+        self.views: dict[str, View] = {}
+        self.topbar = Static("", id="topbar", markup=False)
+        self.statusbar = Static("", id="statusbar", markup=False)
 
     # --- layout ------------------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="topbar", markup=False)
-        yield Static("", id="statusbar", markup=False)
+        yield self.topbar
+        yield self.statusbar
         with ContentSwitcher(initial="presence"):
-            for view in VIEWS:
-                yield EventsView(self.events_shown) if view is EventsView else view()
+            for view_class in VIEWS:
+                view = EventsView(self.events_shown) if view_class is EventsView else view_class()
+                assert view.id is not None
+                self.views[view.id] = view
+                yield view
         yield Footer()
 
     def on_mount(self) -> None:
@@ -206,8 +213,8 @@ class RollcallApp(App[None]):
         self.tick()
 
     def view(self, name: str | None = None) -> View:
-        """A view by id (the shown one by default)."""
-        return self.query_one(f"#{name or self.current}", View)
+        """A view by id (the shown one by default); found also while a dialog is on top."""
+        return self.views[name or self.current]
 
     # --- actions -----------------------------------------------------------------------------------------------
 
@@ -332,14 +339,16 @@ class RollcallApp(App[None]):
         if connected and not self._was_connected:
             self.refresh_all()
         self._was_connected = connected
-        self.view().redraw()
+        try:
+            self.view().redraw()
+        except Exception as exc:  # drawing must never take the UI down; the next change draws again
+            self.log.error(f"redraw of {self.current} failed: {exc!r}")
         self._draw_header()
 
     def refresh_all(self) -> None:
         """After (re)connecting: ask the hub for everything the live stream may have missed."""
-        self.query_one(PresenceView).load()
-        self.query_one(AlertsView).load()
-        self.query_one(DevicesView).load()
+        for name in ("presence", "alerts", "devices"):
+            self.views[name].load()
         if self.current not in ("presence", "alerts", "devices"):
             self.view().load()
         self._loaded.add(self.current)
@@ -350,9 +359,9 @@ class RollcallApp(App[None]):
             return
         if self.requests_in_flight > 4:
             return  # the hub is slow or gone; do not pile up questions
-        self.query_one(AlertsView).load()
+        self.views["alerts"].load()
         if self.hub_failing or self.live.presence_refused:
-            self.query_one(PresenceView).load()
+            self.views["presence"].load()
             if self.current != "alerts":
                 self.view().load()
 
@@ -380,10 +389,10 @@ class RollcallApp(App[None]):
         )
         if header != self._header:
             self._header = header
-            self.query_one("#topbar", Static).update(header)
+            self.topbar.update(header)
         status = self.status_text()
         if status != self._status:
             self._status = status
-            bar = self.query_one("#statusbar", Static)
+            bar = self.statusbar
             bar.update(f" status: {status}")
             bar.set_class(status != "ok", "problem")

@@ -10,7 +10,8 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
-from textual_image.widget import Image
+
+from tui.images import Picture
 
 MODAL_CSS = """
 ModalScreen {
@@ -44,7 +45,7 @@ ModalScreen {
     height: 1fr;
     border: heavy $accent;
 }
-.large Image {
+.large .picture {
     width: 100%;
     height: 1fr;
 }
@@ -67,12 +68,15 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         lines: list[str] = []
         for title, bindings in self.sections:
-            lines.append(f"[b]{title}[/b]")
+            lines.append(title.upper())
             lines.extend(f"  {key:<9} {description}" for key, description in bindings)
         with Vertical(classes="dialog", id="help"):
             yield Label("Keys (Esc closes)", classes="title")
             with VerticalScroll(classes="report"):
-                yield Static("\n".join(lines), id="help-text")
+                yield Static("\n".join(lines), id="help-text", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one(VerticalScroll).focus()  # arrows and PgUp/PgDn scroll the list
 
     def action_close(self) -> None:
         self.dismiss(None)
@@ -181,7 +185,7 @@ class ImageScreen(ModalScreen[None]):
         with Vertical(classes="large", id="large"):
             yield Label(self.title_text, classes="title")
             if self.picture is not None:
-                yield Image(self.picture)
+                yield Picture(self.picture, classes="picture")
             else:
                 yield Label("(no image yet)")
             yield Label(self.caption + "   Esc: close", markup=False)

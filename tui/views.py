@@ -21,10 +21,10 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import DataTable, Input, Label, Static
-from textual_image.widget import Image
 from ulid import ULID
 
 from edge import wire
+from tui.images import Picture
 from tui.live import AgentState
 from tui.modals import ConfirmScreen, FormScreen, ImageScreen, ReportScreen
 from tui.tables import TableSync, age, local_time, number, parse_time, sortable_time
@@ -113,12 +113,17 @@ class PresenceView(View):
         self.redraw(force=True)
 
     def load(self) -> None:
-        if self.rc.live.version("presence") == 0 or self.rc.live.presence_refused:
-            self.rc.request("presence.get", then=self._board)
+        live = self.rc.live
+        if live.version("presence") == 0 or live.presence_refused:
+            asked_at = live.version("presence")
+            self.rc.request("presence.get", then=lambda result: self._board(result, asked_at))
 
-    def _board(self, result: Any) -> None:
+    def _board(self, result: Any, asked_at: int) -> None:
+        live = self.rc.live
+        if live.version("presence") != asked_at and not live.presence_refused:
+            return  # a newer board came from the broker meanwhile
         if isinstance(result, list):
-            self.rc.live.set_presence([r for r in result if isinstance(r, dict)], self.rc.clock())
+            live.set_presence([r for r in result if isinstance(r, dict)], self.rc.clock())
 
     def redraw(self, force: bool = False) -> None:
         now = self.rc.clock()
@@ -129,13 +134,12 @@ class PresenceView(View):
         self._drawn = key
         needle = self.query_text.casefold()
         desired: dict[str, tuple[str, ...]] = {}
-        shown_in = 0
-        for entry in self.rc.live.presence():
+        board = self.rc.live.presence()
+        for entry in board:
             if self.filter != "all" and entry.state != self.filter:
                 continue
             if needle and needle not in f"{entry.name}\n{entry.person_id}\n{entry.door or ''}".casefold():
                 continue
-            shown_in += entry.state == "in"
             desired[entry.person_id] = (
                 entry.name,
                 entry.person_id,
@@ -144,7 +148,7 @@ class PresenceView(View):
                 entry.door or "-",
             )
         self.sync.sync(desired)
-        total = len(self.rc.live.presence())
+        total = len(board)
         search = f"  search: {self.query_text!r}" if self.query_text else ""
         self.query_one("#presence-filter", Label).update(
             f"showing {len(desired)} of {total} (filter: {self.filter}){search}   / search  f filter"
@@ -217,7 +221,7 @@ class AlertsView(View):
         yield table
         with Horizontal(id="alert-details", classes="details"):
             yield Static("No alerts. New ones appear here as the hub raises them.", id="alert-text", markup=False)
-            yield Image(None, id="alert-snapshot", classes="photo")
+            yield Picture(None, id="alert-snapshot", classes="photo")
 
     def load(self) -> None:
         self.rc.request("alerts.list", {"limit": 500}, then=self._listed)
@@ -254,6 +258,9 @@ class AlertsView(View):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_details()
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open_snapshot()
+
     def _show_details(self, force: bool = False) -> None:
         alert = self.current()
         text = self.query_one("#alert-text", Static)
@@ -282,7 +289,7 @@ class AlertsView(View):
             self._detail_for = alert.alert_id
             self.snapshot = None
             self.snapshot_event = None
-            self.query_one("#alert-snapshot", Image).image = None
+            self.query_one("#alert-snapshot", Picture).image = None
             if alert.device:
                 self._fetch_snapshot(alert)
 
@@ -322,7 +329,7 @@ class AlertsView(View):
             return
         self.snapshot = decode_image(data)
         self.snapshot_event = event_id
-        self.query_one("#alert-snapshot", Image).image = self.snapshot
+        self.query_one("#alert-snapshot", Picture).image = self.snapshot
         self._show_details(force=True)
 
     def _change(self, method: str) -> None:
@@ -383,8 +390,8 @@ class AttendanceView(View):
         yield table
         with Horizontal(id="attendance-photos", classes="details"):
             yield Static("", id="attendance-text", markup=False)
-            yield Image(None, id="photo-in", classes="photo")
-            yield Image(None, id="photo-out", classes="photo")
+            yield Picture(None, id="photo-in", classes="photo")
+            yield Picture(None, id="photo-out", classes="photo")
 
     def on_mount(self) -> None:
         self.day = self.rc.clock().astimezone(self.rc.zone).date()
@@ -458,7 +465,7 @@ class AttendanceView(View):
             return
         self._photos_for = key
         for widget_id, event_field in (("#photo-in", "first_in_event"), ("#photo-out", "last_out_event")):
-            self.query_one(widget_id, Image).image = None
+            self.query_one(widget_id, Picture).image = None
             event_id = row.get(event_field)
             if isinstance(event_id, str) and event_id:
                 self._fetch(widget_id, key, event_id)
@@ -467,7 +474,7 @@ class AttendanceView(View):
         def arrived(result: Any) -> None:
             if key != self._photos_for or not isinstance(result, dict) or not isinstance(result.get("data_b64"), str):
                 return
-            self.query_one(widget_id, Image).image = decode_image(base64.b64decode(result["data_b64"]))
+            self.query_one(widget_id, Picture).image = decode_image(base64.b64decode(result["data_b64"]))
 
         self.rc.request("snapshot.get", {"event_id": event_id}, then=arrived, quiet=True)
 
@@ -779,8 +786,12 @@ class AgentCard(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label(self.agent, classes="card-title", markup=False)
-        yield Image(None, classes="thumb")
+        yield Picture(None, classes="thumb")
         yield Label("", classes="card-window", markup=False)
+
+    def ready(self) -> bool:
+        """Whether the card and its parts are mounted (so it can be drawn)."""
+        return self.is_mounted and bool(self.query(".card-window"))
 
     def show(self, state: AgentState) -> None:
         """Draw the agent's state (only when it changed)."""
@@ -792,7 +803,7 @@ class AgentCard(Vertical):
         self.query_one(".card-window", Label).update(state.window or "-")
         if state.thumbnail is not None:
             self.picture = decode_image(state.thumbnail.data)
-            self.query_one(".thumb", Image).image = self.picture
+            self.query_one(".thumb", Picture).image = self.picture
 
 
 class ScreensView(View):
@@ -815,6 +826,7 @@ class ScreensView(View):
         super().__init__(id="screens")
         self.cards: dict[str, AgentCard] = {}
         self._drawn: int | None = None
+        self._pending = False
         self.columns = 3
 
     def compose(self) -> ComposeResult:
@@ -831,7 +843,7 @@ class ScreensView(View):
 
     def redraw(self, force: bool = False) -> None:
         version = self.rc.live.version("screens")
-        if version == self._drawn and not force:
+        if version == self._drawn and not force and not self._pending:
             return
         self._drawn = version
         agents = self.rc.live.agents()
@@ -841,21 +853,23 @@ class ScreensView(View):
             for card in new:
                 self.cards[card.agent] = card
             grid.mount_all(new)
-            self.call_after_refresh(self._draw_cards)
-        else:
-            self._draw_cards()
+        self._pending = not self._draw_cards()  # cards still mounting are drawn on a later tick
         online = sum(1 for a in agents if a.status == "online")
         hint = self.query_one("#screens-hint", Label)
         if agents:
             hint.update(f"{online} of {len(agents)} workstations online   arrows move  Enter large  m message  l lock")
 
-    def _draw_cards(self) -> None:
+    def _draw_cards(self) -> bool:
+        drawn = True
         for state in self.rc.live.agents():
             card = self.cards.get(state.agent)
-            if card is not None and card.is_mounted:
+            if card is None or not card.ready():
+                drawn = False
+            else:
                 card.show(state)
-        if self.app.focused is self and self.cards:
+        if drawn and self.app.focused is self and self.cards:
             self.focus_main()  # the first workstations arrived while this screen was shown
+        return drawn
 
     def focus_main(self) -> None:
         selected = self.selected()

@@ -41,6 +41,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/tui/" in str(item.path):
             item.add_marker(pytest.mark.tui)
+            # textual-image 0.12 calls Pillow's deprecated getdata(); not ours to fix
+            item.add_marker(pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning"))
 
 
 class Clock:
@@ -172,7 +174,8 @@ async def until(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+            notes = [note.message for note in pilot.app._notifications]
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}; notes: {notes}")
         await pilot.pause(0.05)
 
 

@@ -298,7 +298,7 @@ VARIANTS: dict[str, tuple[str, wire.Payload]] = {
 }
 
 KINDS = sorted(CASES)
-BINARY_KINDS = {"snapshot", "gallery_chunk", "screen", "reply", "capture"}
+BINARY_KINDS = {"snapshot", "gallery_chunk", "screen", "reply", "capture", "presence"}
 
 
 def _obj(payload: wire.Payload) -> dict[str, Any]:
