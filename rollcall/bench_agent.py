@@ -82,9 +82,11 @@ def bench_agent(seconds: float = 60.0, change_every_s: float = 10.0, min_interva
             started = time.perf_counter()
             changes: list[float] = []
             while time.perf_counter() - started < seconds:
+                # Someone switching between two windows now and then; the rest of the time nothing moves.
+                place = "+100+100" if len(changes) % 2 == 0 else "+600+380"
                 windows.append(
                     subprocess.Popen(
-                        ["xmessage", "-geometry", "+200+200", f"clock {time.strftime('%H:%M:%S')}"],
+                        ["xmessage", "-geometry", f"500x300{place}", f"document {len(changes)}"],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
