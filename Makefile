@@ -46,6 +46,7 @@ bench: $(STAMP) ## benchmarks with figures and ratios against a baseline (grows 
 	$(BIN)/rollcall bench link
 	$(BIN)/rollcall bench hub
 	$(BIN)/rollcall bench agent
+	$(BIN)/rollcall bench tui
 
 demo: $(STAMP) ## the whole system on this machine: broker, hub, a door device replaying a door clip, the TUI
 	$(BIN)/rollcall demo $(DEMO_ARGS)

@@ -76,7 +76,11 @@ def bench_wire(count: int, repeats: int) -> dict[str, float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rollcall bench``."""
     parser.add_argument(
-        "target", nargs="?", default="wire", choices=["wire", "edge", "link", "hub", "agent"], help="what to measure"
+        "target",
+        nargs="?",
+        default="wire",
+        choices=["wire", "edge", "link", "hub", "agent", "tui"],
+        help="what to measure",
     )
     parser.add_argument("--seconds", type=float, default=60.0, help="agent: how long to run (60)")
     parser.add_argument("--events", type=int, default=10_000, help="link: events queued before the drain (10000)")
@@ -207,8 +211,29 @@ def run_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_tui(args: argparse.Namespace) -> int:
+    """``rollcall bench tui``: hub commit → presence row latency, and TUI CPU with 100 workstations."""
+    from rollcall.bench_tui import bench_tui
+
+    print("bench tui: 40 arrivals on the board, then 100 workstations sending thumbnails every 5 s", flush=True)
+    figures = bench_tui()
+    print(
+        f"  board    : p50 {figures['board_latency_p50_ms']} ms, p95 {figures['board_latency_p95_ms']} ms "
+        "from the hub's commit to the row showing IN"
+    )
+    print(
+        f"  CPU      : {figures['tui_cpu_percent_with_100_workstations']} % of one core with 100 workstations "
+        f"(idle: {figures['tui_cpu_percent_idle']} %)"
+    )
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the chosen benchmark and print its figures."""
+    if args.target == "tui":
+        return run_tui(args)
     if args.target == "agent":
         return run_agent(args)
     if args.target == "hub":
