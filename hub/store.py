@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -324,10 +325,31 @@ MIGRATIONS: list[Migration] = [
 """Schema steps in order; the database's ``PRAGMA user_version`` is the number applied. Only ever append."""
 
 
+_LOCKS_GUARD = threading.Lock()
+
+
+def _connection_lock(db: sqlite_utils.Database) -> threading.RLock:
+    """The lock that serialises transactions on one database object (sqlite3 connections take no attributes)."""
+    with _LOCKS_GUARD:
+        lock: threading.RLock | None = db.__dict__.get("_rollcall_transaction_lock")
+        if lock is None:
+            lock = threading.RLock()
+            db.__dict__["_rollcall_transaction_lock"] = lock
+        return lock
+
+
 @contextlib.contextmanager
 def _transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception. Takes the write lock up front."""
-    conn = db.conn
+    """``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on any exception. Takes the write lock up front.
+
+    One transaction at a time per connection: a second thread (the Telegram bot's reader aside, which has its own
+    store) waits here instead of nesting into the first one's transaction.
+    """
+    with _connection_lock(db):
+        yield from _in_transaction(db.conn)
+
+
+def _in_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     if conn.in_transaction:
         raise StoreError("a transaction is already open on this connection")
     conn.execute("BEGIN IMMEDIATE")

@@ -193,6 +193,11 @@ class RollcallApp(App[None]):
         self.topbar = Static("", id="topbar", markup=False)
         self.statusbar = Static("", id="statusbar", markup=False)
 
+    @property
+    def settled(self) -> bool:
+        """No request out and no answer waiting to be drawn (for tests and tools that wait for a still screen)."""
+        return self.requests_in_flight == 0 and self._results.empty()
+
     # --- layout ------------------------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:

@@ -55,7 +55,7 @@ class TableSync:
             elif old != cells:
                 for column, before, after in zip(self.keys, old, cells, strict=True):
                     if before != after:
-                        table.update_cell(key, column, after)
+                        table.update_cell(key, column, after, update_width=True)  # a longer value widens
                         self.cell_updates += 1
             else:
                 continue

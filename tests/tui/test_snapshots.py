@@ -173,15 +173,18 @@ def settle(*keys: str) -> Callable[[Pilot[Any]], Any]:
         await pilot.pause(0.2)
         for key in keys:
             await pilot.press(key)
-        # Answers are applied by the 10 Hz redraw timer: wait until no request is out for several ticks in a row,
-        # so a slow machine (CI) draws the same picture as a fast one.
-        quiet = 0
-        for _ in range(200):
+        # Answers are applied by the 10 Hz redraw timer: wait until nothing is out or waiting to be drawn, then for
+        # three more redraws, so a slow machine (CI) draws the same picture as a fast one.
+        for _ in range(400):
             await pilot.pause(0.05)
-            quiet = quiet + 1 if app.requests_in_flight == 0 else 0
-            if quiet >= 10:
+            if app.settled:
                 break
-        await pilot.pause(0.5)
+        ticks = app.ticks
+        for _ in range(400):
+            if app.ticks >= ticks + 3 and app.settled:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
 
     return run_before
 
