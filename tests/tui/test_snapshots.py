@@ -184,7 +184,15 @@ def settle(*keys: str) -> Callable[[Pilot[Any]], Any]:
             if app.ticks >= ticks + 3 and app.settled:
                 break
             await pilot.pause(0.05)
-        await pilot.pause(0.2)
+        # Widgets finish their own layout (a table sizing its columns to new rows) on idle; on a loaded machine that
+        # can trail the app's redraws, so wait until two renders 0.3 s apart are the same picture.
+        previous = app.export_screenshot()
+        for _ in range(50):
+            await pilot.pause(0.3)
+            current = app.export_screenshot()
+            if current == previous:
+                break
+            previous = current
 
     return run_before
 
