@@ -46,10 +46,12 @@ class TableSync:
             self.rows_removed += 1
             changed = True
         added = False
+        new_keys: list[str] = []
         for key, cells in desired.items():
             old = self.rows.get(key)
             if old is None:
                 table.add_row(*cells, key=key)
+                new_keys.append(key)
                 self.rows_added += 1
                 added = True
             elif old != cells:
@@ -61,6 +63,12 @@ class TableSync:
                 continue
             self.rows[key] = cells
             changed = True
+        if 0 < len(new_keys) <= 100:
+            # add_row sizes auto-width columns later, on idle, and a sort in between can lose that: size a small batch
+            # now (a large first fill is left to the table, where per-cell sizing would cost seconds).
+            for key in new_keys:
+                for column, cell in zip(self.keys, desired[key], strict=True):
+                    table.update_cell(key, column, cell, update_width=True)
         if added:
             self.apply_sort()
         return changed
