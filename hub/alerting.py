@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from edge import wire
+from edge.protocol import wire
 from hub.config import HubConfig
 from hub.notify import (
     Notification,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import JsonValue
 from ulid import ULID
 
-from edge import wire
+from edge.protocol import wire
 from hub.store import NotFound, StoreError
 
 if TYPE_CHECKING:

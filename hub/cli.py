@@ -87,7 +87,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _load(path: Path) -> Any:
-    from edge.settings import ConfigError, load_config
+    from edge.protocol.config import ConfigError, load_config
     from hub.config import HubConfig
 
     try:
@@ -98,7 +98,7 @@ def _load(path: Path) -> Any:
 
 
 def _model(config: Any) -> tuple[str, int]:
-    from edge.models import load_manifest
+    from edge.recognition.packs import load_manifest
 
     manifest = load_manifest()
     pack = manifest.pack(config.hub.model_pack)
@@ -111,9 +111,9 @@ def run_hub(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from edge import wire
-    from edge.engine import build_engine
-    from edge.models import ModelError
+    from edge.protocol import wire
+    from edge.recognition.engine import build_engine
+    from edge.recognition.packs import ModelError
     from hub.enrol import Enroller
     from hub.service import HubService
     from hub.store import HubStore, StoreError
@@ -163,13 +163,13 @@ def rotate_key(args: argparse.Namespace) -> int:
 
 
 def _client(config: Any) -> Any:
-    from hub.client import HubClient
+    from edge.protocol.hub_client import HubClient
 
     return HubClient(config.mqtt, _topics(config), f"cli-{os.getpid()}")
 
 
 def _topics(config: Any) -> Any:
-    from edge import wire
+    from edge.protocol import wire
 
     return wire.Topics(config.site.id, config.site.topic_prefix)
 
@@ -186,7 +186,7 @@ def _resolve_person(client: Any, person: str) -> str:
 
 def people_add(args: argparse.Namespace) -> int:
     """``rollcall people add NAME PHOTO...``."""
-    from hub.client import HubRequestFailed, HubUnavailable
+    from edge.protocol.hub_client import HubRequestFailed, HubUnavailable
 
     config = _load(args.config)
     photos = [str(Path(p).expanduser().resolve()) for p in args.photos]
@@ -208,7 +208,7 @@ def people_add(args: argparse.Namespace) -> int:
 
 def people_list(args: argparse.Namespace) -> int:
     """``rollcall people list``."""
-    from hub.client import HubRequestFailed, HubUnavailable
+    from edge.protocol.hub_client import HubRequestFailed, HubUnavailable
 
     config = _load(args.config)
     try:
@@ -224,7 +224,7 @@ def people_list(args: argparse.Namespace) -> int:
 
 def people_remove(args: argparse.Namespace) -> int:
     """``rollcall people remove PERSON``."""
-    from hub.client import HubRequestFailed, HubUnavailable
+    from edge.protocol.hub_client import HubRequestFailed, HubUnavailable
 
     config = _load(args.config)
     try:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 
-from edge.settings import ConfigPath, EntityIdSetting, MqttSettings, Section, SiteSettings
+from edge.protocol.config import ConfigPath, EntityIdSetting, MqttSettings, Section, SiteSettings
 
 
 class HubSettings(Section):

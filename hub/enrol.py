@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 from pydantic import JsonValue
 
-from edge.faces import FaceEngine
-from edge.photos import IMAGE_SUFFIXES
+from edge.recognition.faces import FaceEngine
+from edge.recognition.photos import IMAGE_SUFFIXES
 from hub.store import HubStore
 
 

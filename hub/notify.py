@@ -1,11 +1,11 @@
 """Notifications: Telegram alerts and commands, signed webhooks, a retrying delivery queue, Home Assistant discovery.
 
-Home Assistant MQTT discovery (:func:`ha_discovery_messages`, :func:`ha_state_messages`,
-:func:`ha_removal_messages`) publishes on topics that are deliberately **outside** the rollcall wire contract
-(``edge/wire.py``): the config topics live under Home Assistant's discovery prefix (``homeassistant/...``) and the
-state topics under ``<prefix>/<site>/ha/...``, with plain-string or free-form JSON payloads in the shapes Home
-Assistant expects, without a version field. ``wire.parse_topic`` does not accept them, and nothing in rollcall
-subscribes to them; they exist only for Home Assistant. See docs/notifications.md.
+Home Assistant MQTT discovery (:func:`ha_discovery_messages`, :func:`ha_state_messages`, :func:`ha_removal_messages`)
+publishes on topics that are deliberately **outside** the rollcall wire contract (``edge/protocol/wire.py``): the config
+topics live under Home Assistant's discovery prefix (``homeassistant/...``) and the state topics under
+``<prefix>/<site>/ha/...``, with plain-string or free-form JSON payloads in the shapes Home Assistant expects, without a
+version field. ``wire.parse_topic`` does not accept them, and nothing in rollcall subscribes to them; they exist only
+for Home Assistant. See docs/notifications.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal, NamedTuple, Protocol, TypeAlias
 
-from edge import wire
+from edge.protocol import wire
 
 log = logging.getLogger("rollcall.hub.notify")
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TypeAlias, get_args
 
 if TYPE_CHECKING:
-    from edge.wire import Event
+    from edge.protocol.wire import Event
 
 Role: TypeAlias = Literal["entrance", "exit", "both"]
 """What a sighting at a door camera means: came in (``entrance``), went out (``exit``), or either (``both``)."""

@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeAlias, get_args
 
 from ulid import ULID
 
-from edge import wire
+from edge.protocol import wire
 from hub.presence import PRESENCE_VALUES, ROLES, SIGHTING_TYPES, PresenceValue, Role, SightingType
 from hub.schedule import RuleHistory, Schedule, is_paused, is_work_time, work_start
 

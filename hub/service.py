@@ -21,10 +21,10 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from edge import wire
-from edge.gallery import Gallery
-from edge.gallery_codec import build_publication
-from edge.mqtt import MqttLink, Received
+from edge.protocol import wire
+from edge.protocol.mqtt import MqttLink, Received
+from edge.recognition.gallery import Gallery
+from edge.recognition.gallery_codec import build_publication
 from hub.alerting import Alerting
 from hub.api import RequestHandler
 from hub.attendance import AttendanceRules, compute_days, day_bounds, local_day

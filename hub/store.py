@@ -20,9 +20,11 @@ import sqlite_utils
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from ulid import ULID
 
-from edge import wire
-from edge.gallery_codec import GalleryError, ensure_key, read_keys
-from edge.gallery_codec import _write_atomic as write_atomic  # temp file, fsync, rename, fsync folder; mode 0600
+from edge.protocol import wire
+from edge.recognition.gallery_codec import GalleryError, ensure_key, read_keys
+from edge.recognition.gallery_codec import (
+    _write_atomic as write_atomic,  # temp file, fsync, rename, fsync folder; mode 0600
+)
 from hub.config import HubSettings
 
 # How the store keeps data safe, for the reader of the hub:

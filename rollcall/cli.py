@@ -25,11 +25,11 @@ Handler = Callable[[argparse.Namespace], int]
 def _config_model(role: str) -> type[BaseModel]:
     # Imported per call so `rollcall --help` stays fast and no role drags in another's modules.
     if role == "edge":
-        from edge.config import EdgeConfig
+        from edge.door.config import EdgeConfig
 
         return EdgeConfig
     if role == "agent":
-        from edge.config import AgentConfig
+        from edge.door.config import AgentConfig
 
         return AgentConfig
     if role == "hub":
@@ -43,7 +43,7 @@ def _config_model(role: str) -> type[BaseModel]:
 
 def check_config(role: str, path: Path) -> int:
     """Validate a role's TOML config plus ROLLCALL_<ROLE>__* overrides; print every problem or a summary."""
-    from edge.settings import ConfigError, load_config
+    from edge.protocol.config import ConfigError, load_config
 
     try:
         config = load_config(_config_model(role), path, role)
@@ -84,7 +84,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_wire_decode(args: argparse.Namespace) -> int:
-    from edge.wire import WireError, decode
+    from edge.protocol.wire import WireError, decode
 
     raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     try:
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
             role_parser.set_defaults(handler=_cmd_tui)
         _add_check_config(role_commands, role)
         if role == "edge":
-            from edge.cli import add_edge_commands  # light: handlers import the engine only when run
+            from edge.door.cli import add_edge_commands  # light: handlers import the engine only when run
 
             add_edge_commands(role_commands)
         if role == "agent":
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_people_commands(roles)
     add_report_commands(roles)
 
-    from edge.models import add_models_commands  # light: standard library only until a command runs
+    from edge.recognition.packs import add_models_commands  # light: standard library only until a command runs
 
     add_models_commands(roles)
 

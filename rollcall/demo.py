@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from edge import wire
-from edge.settings import MqttSettings
+from edge.protocol import wire
+from edge.protocol.config import MqttSettings
 from rollcall.broker import LocalBroker, find_mosquitto, free_port
 
 DEMO_SITE = "demo"
@@ -131,7 +131,7 @@ def _tui_toml(folder: Path, port: int) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Set everything up, run until Ctrl-C (or --duration), stop everything."""
-    from edge.models import ModelError, load_manifest, require_pack, resolve_model_dir
+    from edge.recognition.packs import ModelError, load_manifest, require_pack, resolve_model_dir
 
     try:
         model_dir = resolve_model_dir(None)
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _prepare_source(args: argparse.Namespace, people: Path, folder: Path) -> tuple[str, dict[str, list[Path]]]:
     """What the devices watch, and who the hub enrols (with which photos)."""
-    from edge.photos import people_folders
+    from edge.recognition.photos import people_folders
 
     if args.camera is not None:
         return str(args.camera), people_folders(people)
@@ -224,8 +224,8 @@ def _prepare_source(args: argparse.Namespace, people: Path, folder: Path) -> tup
         if not args.video.is_file():
             raise SystemExit(f"demo: no such video: {args.video}")
         return str(args.video.resolve()), people_folders(people)
-    from edge.doorclip import generate_door_clip
-    from edge.progress import Progress
+    from edge.protocol.progress import Progress
+    from rollcall.tools.doorclip import generate_door_clip
 
     clip_dir = folder / "clip"
     with Progress("demo: rendering a door clip", 900) as bar:
@@ -241,8 +241,8 @@ def _prepare_source(args: argparse.Namespace, people: Path, folder: Path) -> tup
 
 
 def _enrol(port: int, enrolment: dict[str, list[Path]]) -> None:
-    from edge.progress import Progress
-    from hub.client import HubClient, HubUnavailable
+    from edge.protocol.hub_client import HubClient, HubUnavailable
+    from edge.protocol.progress import Progress
 
     settings = MqttSettings(host="127.0.0.1", port=port)
     with HubClient(settings, wire.Topics(DEMO_SITE), "demo-setup") as client:
@@ -267,7 +267,7 @@ def _enrol(port: int, enrolment: dict[str, list[Path]]) -> None:
 
 def _watch(port: int, duration: float, stop: dict[str, bool]) -> int:
     """Without a TUI: print who is in whenever the board changes."""
-    from edge.mqtt import MqttLink, Received
+    from edge.protocol.mqtt import MqttLink, Received
 
     last: dict[str, str] = {}
 

@@ -1,7 +1,8 @@
 """The supervisor's terminal UI: live state from the broker, questions to the hub, one key per screen.
 
 :class:`RollcallApp` takes a :class:`tui.live.LiveState` (fed by the broker) and a requester with
-``call(method, params, timeout)`` (a :class:`hub.client.HubClient`); both are injected so tests pass real ones.
+``call(method, params, timeout)`` (a :class:`edge.protocol.hub_client.HubClient`); both are injected so tests
+pass real ones.
 Requests run on background threads and their answers are applied on the UI thread by the redraw timer, which
 runs at most ``max_redraw_hz`` times a second and redraws only what changed. The header shows the counts and
 whether the broker is reachable and the hub answering; both recover by themselves.
@@ -22,8 +23,8 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import ContentSwitcher, Footer, Static
 
-from edge import wire
-from hub.client import HubRequestFailed, HubUnavailable
+from edge.protocol import wire
+from edge.protocol.hub_client import HubRequestFailed, HubUnavailable
 from tui.live import LiveState
 from tui.modals import MODAL_CSS, HelpScreen
 from tui.tables import age

@@ -31,7 +31,7 @@ def _user() -> str:
 
 def run_tui(args: argparse.Namespace) -> int:
     """Load the config, connect to the broker (in the background) and run the app until the user quits."""
-    from edge.settings import ConfigError, load_config
+    from edge.protocol.config import ConfigError, load_config
     from tui.config import TuiConfig
 
     path: Path | None = getattr(args, "config", None)
@@ -47,8 +47,8 @@ def run_tui(args: argparse.Namespace) -> int:
 
     # textual_image asks the terminal what it can draw (Sixel, Kitty, half blocks) when imported: before Textual
     # takes the terminal over.
-    from edge import wire
-    from hub.client import HubClient
+    from edge.protocol import wire
+    from edge.protocol.hub_client import HubClient
     from tui.app import RollcallApp
     from tui.live import LiveState
 

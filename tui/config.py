@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from edge.settings import ConfigPath, EntityIdSetting, MqttSettings, PositiveFloat, Section, SiteSettings
+from edge.protocol.config import ConfigPath, EntityIdSetting, MqttSettings, PositiveFloat, Section, SiteSettings
 
 
 class TuiSettings(Section):

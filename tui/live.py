@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from edge import wire
-from edge.mqtt import MqttLink, Received
-from edge.settings import MqttSettings
+from edge.protocol import wire
+from edge.protocol.config import MqttSettings
+from edge.protocol.mqtt import MqttLink, Received
 
 log = logging.getLogger("rollcall.tui.live")
 

@@ -23,7 +23,7 @@ from textual.events import Resize
 from textual.widgets import DataTable, Input, Label, Static
 from ulid import ULID
 
-from edge import wire
+from edge.protocol import wire
 from tui.images import Picture
 from tui.live import AgentState
 from tui.modals import ConfirmScreen, FormScreen, ImageScreen, ReportScreen

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from edge import wire
 from edge.agent.screen import x_display_problem
+from edge.protocol import wire
 
 log = logging.getLogger("rollcall.agent.activity")
 

@@ -26,9 +26,9 @@ def run_agent(args: argparse.Namespace) -> int:
     from importlib.metadata import PackageNotFoundError, version
 
     from edge.agent.service import AgentService
-    from edge.config import AgentConfig
-    from edge.outbox import OutboxError
-    from edge.settings import ConfigError, load_config
+    from edge.door.config import AgentConfig
+    from edge.protocol.config import ConfigError, load_config
+    from edge.runtime.outbox import OutboxError
 
     try:
         software = f"rollcall {version('rollcall')}"

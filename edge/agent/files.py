@@ -13,7 +13,7 @@ from typing import Literal
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from edge import wire
+from edge.protocol import wire
 
 log = logging.getLogger("rollcall.agent.files")
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 from PIL import Image, ImageChops
 
-from edge import wire
+from edge.protocol import wire
 
 GREY_WIDTH = 160
 """Width of the grey copy that change detection compares (the height keeps the screen's aspect ratio)."""

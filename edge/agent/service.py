@@ -22,7 +22,6 @@ from typing import Literal
 from PIL import Image
 from ulid import ULID
 
-from edge import wire
 from edge.agent.activity import IntervalMerger, Unavailable, XActivity, decide_state
 from edge.agent.commands import Desktop
 from edge.agent.files import FileWatcher
@@ -34,11 +33,12 @@ from edge.agent.screen import (
     small_grey,
     thumbnail,
 )
-from edge.config import AgentConfig
-from edge.link import OutboxPublisher
-from edge.mqtt import MqttLink, Received
-from edge.outbox import Outbox, OutboxFull
-from edge.systemd import Notifier
+from edge.door.config import AgentConfig
+from edge.protocol import wire
+from edge.protocol.mqtt import MqttLink, Received
+from edge.runtime.outbox import Outbox, OutboxFull
+from edge.runtime.publisher import OutboxPublisher
+from edge.runtime.systemd import Notifier
 
 log = logging.getLogger("rollcall.agent")
 

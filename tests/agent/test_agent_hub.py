@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edge.agent.service import AgentService
-from edge.config import AgentConfig
-from edge.settings import load_config
+from edge.door.config import AgentConfig
+from edge.protocol.config import load_config
 from hub.config import HubConfig
 from hub.service import HubService
 from hub.store import HubStore

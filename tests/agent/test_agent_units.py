@@ -9,7 +9,6 @@ from pathlib import Path
 
 from PIL import Image
 
-from edge import wire
 from edge.agent.activity import IntervalMerger, decide_state
 from edge.agent.commands import Desktop
 from edge.agent.files import FileBatch, matches
@@ -22,6 +21,7 @@ from edge.agent.screen import (
     x_display_problem,
 )
 from edge.agent.service import split_activity
+from edge.protocol import wire
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 

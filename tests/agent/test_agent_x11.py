@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 from ulid import ULID
 
-from edge import wire
 from edge.agent.activity import XActivity
 from edge.agent.service import AgentService
-from edge.config import AgentConfig
-from edge.receiver import AckingReceiver
-from edge.settings import load_config
+from edge.door.config import AgentConfig
+from edge.protocol import wire
+from edge.protocol.config import load_config
+from rollcall.tools.receiver import AckingReceiver
 from tests.agent.conftest import AGENT, SITE, XServer, wait_until, write_agent_config, x_window, xdotool
 from tests.conftest import REPO_ROOT
 from tests.helpers.brokers import TestBroker
@@ -56,7 +56,7 @@ def command(action: str, **fields: object) -> bytes:
 
 
 def send(broker: TestBroker, payload: bytes) -> None:
-    from edge.mqtt import MqttLink
+    from edge.protocol.mqtt import MqttLink
 
     link = MqttLink(settings_for(broker), client_id="supervisor", clean_session=True)
     link.start()

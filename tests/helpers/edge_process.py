@@ -19,11 +19,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.config import EdgeConfig
-from edge.engine import build_engine
-from edge.pipeline import FaceEvent
-from edge.service import EdgeService
-from edge.settings import load_config
+from edge.door.config import EdgeConfig
+from edge.door.service import EdgeService
+from edge.protocol.config import load_config
+from edge.recognition.engine import build_engine
+from edge.recognition.pipeline import FaceEvent
 
 SNAPSHOT = cv2.imencode(".jpg", np.full((96, 96, 3), 128, np.uint8))[1].tobytes()
 

@@ -11,9 +11,9 @@ import signal
 import sys
 import threading
 
-from edge.mqtt import MqttLink
-from edge.settings import MqttSettings
-from edge.wire import Topics
+from edge.protocol.config import MqttSettings
+from edge.protocol.mqtt import MqttLink
+from edge.protocol.wire import Topics
 
 
 def main() -> int:

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from edge.mqtt import MqttLink, Received
-from edge.settings import MqttSettings
+from edge.protocol.config import MqttSettings
+from edge.protocol.mqtt import MqttLink, Received
 from tests.helpers.brokers import TestBroker
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from ulid import ULID
 
-from edge import wire
-from edge.mqtt import Received
-from edge.settings import load_config
-from hub.client import HubClient
+from edge.protocol import wire
+from edge.protocol.config import load_config
+from edge.protocol.hub_client import HubClient
+from edge.protocol.mqtt import Received
 from hub.config import HubConfig
 from hub.service import HubService
 from hub.store import HubStore

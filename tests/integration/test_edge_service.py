@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 from ulid import ULID
 
-from edge import wire
-from edge.config import EdgeConfig
-from edge.engine import build_engine
-from edge.faces import FaceEngine
-from edge.gallery import Gallery
-from edge.gallery_codec import build_publication
-from edge.mqtt import MqttLink
-from edge.pipeline import FaceEvent
-from edge.receiver import AckingReceiver
-from edge.service import EdgeService
-from edge.settings import load_config
+from edge.door.config import EdgeConfig
+from edge.door.service import EdgeService
+from edge.protocol import wire
+from edge.protocol.config import load_config
+from edge.protocol.mqtt import MqttLink
+from edge.recognition.engine import build_engine
+from edge.recognition.faces import FaceEngine
+from edge.recognition.gallery import Gallery
+from edge.recognition.gallery_codec import build_publication
+from edge.recognition.pipeline import FaceEvent
+from rollcall.tools.receiver import AckingReceiver
 from tests.conftest import REPO_ROOT
 from tests.helpers.brokers import TestBroker
 from tests.helpers.mqtt import probe, settings_for

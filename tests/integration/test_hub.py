@@ -18,20 +18,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ulid import ULID
 
-from edge import wire
-from edge.config import EdgeConfig
-from edge.doorclip import GroundTruth, generate_door_clip
-from edge.engine import build_engine
-from edge.faces import FaceEngine, enrol_people
-from edge.gallery_codec import GalleryAssembler, GalleryError
-from edge.mqtt import MqttLink, Received
-from edge.service import EdgeService
-from edge.settings import load_config
-from edge.sources import FrameSource, open_source
-from hub.client import HubClient
+from edge.door.config import EdgeConfig
+from edge.door.service import EdgeService
+from edge.door.sources import FrameSource, open_source
+from edge.protocol import wire
+from edge.protocol.config import load_config
+from edge.protocol.hub_client import HubClient
+from edge.protocol.mqtt import MqttLink, Received
+from edge.recognition.engine import build_engine
+from edge.recognition.faces import FaceEngine, enrol_people
+from edge.recognition.gallery_codec import GalleryAssembler, GalleryError
 from hub.config import HubConfig
 from hub.service import HubService
 from hub.store import HubStore
+from rollcall.tools.doorclip import GroundTruth, generate_door_clip
 from tests.conftest import REPO_ROOT
 from tests.helpers.brokers import TestBroker
 from tests.helpers.mqtt import Collector, probe, settings_for

@@ -18,8 +18,8 @@ from typing import Literal
 
 import pytest
 
-from edge import models
-from edge.models import BASE_URL_ENV, MODEL_DIR_ENV, ModelError, fetch_pack, load_manifest, verify_pack
+from edge.recognition import packs as models
+from edge.recognition.packs import BASE_URL_ENV, MODEL_DIR_ENV, ModelError, fetch_pack, load_manifest, verify_pack
 from tests.helpers.brokers import free_port
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from ulid import ULID
 
-from edge import wire
-from edge.mqtt import MqttLink, Received
+from edge.protocol import wire
+from edge.protocol.mqtt import MqttLink, Received
 from tests.conftest import REPO_ROOT, broker_kind
 from tests.helpers.brokers import TestBroker, find_mosquitto
 from tests.helpers.mqtt import Collector, probe, settings_for

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge.mqtt import MqttLink
-from edge.settings import MqttSettings
+from edge.protocol.config import MqttSettings
+from edge.protocol.mqtt import MqttLink
 from rollcall.broker import find_mosquitto, free_port, wait_listening
 from tests.conftest import broker_kind
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.detector import ScrfdDetector
-from edge.faces import FaceEngine, PhotoResult, enrol_people
-from edge.photos import people_folders
-from edge.recognizer import FaceEmbedder
+from edge.recognition.detector import ScrfdDetector
+from edge.recognition.embedder import FaceEmbedder
+from edge.recognition.faces import FaceEngine, PhotoResult, enrol_people
+from edge.recognition.photos import people_folders
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

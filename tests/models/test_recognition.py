@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.align import ARCFACE_TEMPLATE, align_face, similarity_transform
-from edge.detector import ScrfdDetector, YunetDetector
-from edge.evaluate import evaluate
-from edge.faces import FaceEngine, PhotoResult
-from edge.gallery import MatchPolicy
-from edge.quality import QualityLimits
+from edge.recognition.align import ARCFACE_TEMPLATE, align_face, similarity_transform
+from edge.recognition.detector import ScrfdDetector, YunetDetector
+from edge.recognition.evaluate import evaluate
+from edge.recognition.faces import FaceEngine, PhotoResult
+from edge.recognition.gallery import MatchPolicy
+from edge.recognition.quality import QualityLimits
 
 GROUPS = {
     "face_recognition_two_people.jpg": 2,
@@ -111,7 +111,7 @@ def test_strict_enrolment_gives_reasons(engine: FaceEngine, faces_dir: Path, tmp
 
 
 def test_quality_limits_name_each_problem() -> None:
-    from edge.quality import FaceQuality
+    from edge.recognition.quality import FaceQuality
 
     poor = FaceQuality(face_px=20, sharpness=5, brightness=20, yaw=0.8, roll_deg=50, score=0.1)
     problems = " ".join(poor.problems(QualityLimits()))

@@ -13,12 +13,12 @@ import pytest
 from textual.pilot import Pilot
 from ulid import ULID
 
-from edge import wire
-from edge.engine import build_engine
-from edge.faces import FaceEngine
-from edge.mqtt import MqttLink, Received
-from edge.settings import load_config
-from hub.client import HubClient
+from edge.protocol import wire
+from edge.protocol.config import load_config
+from edge.protocol.hub_client import HubClient
+from edge.protocol.mqtt import MqttLink, Received
+from edge.recognition.engine import build_engine
+from edge.recognition.faces import FaceEngine
 from hub.config import HubConfig
 from hub.enrol import Enroller
 from hub.service import HubService

@@ -16,8 +16,8 @@ from PIL import Image as PILImage
 from textual.widgets import ContentSwitcher, Input, Static
 from ulid import ULID
 
-from edge import wire
-from edge.mqtt import MqttLink, Received
+from edge.protocol import wire
+from edge.protocol.mqtt import MqttLink, Received
 from hub.service import HubService
 from tests.helpers.brokers import TestBroker
 from tests.helpers.mqtt import probe

@@ -11,7 +11,7 @@ import pytest
 from pydantic import JsonValue
 from textual.pilot import Pilot
 
-from edge import wire
+from edge.protocol import wire
 from tests.tui.conftest import START
 from tui.app import RollcallApp
 from tui.live import LiveState

@@ -46,7 +46,7 @@ def test_boundary_checker_sees_a_violation(tmp_path: Path) -> None:
 
 def test_importing_the_wire_contract_loads_no_heavy_module() -> None:
     code = (
-        "import sys, edge.wire, edge.settings, edge.config, edge.mqtt\n"
+        "import sys, edge.protocol.wire, edge.protocol.config, edge.door.config, edge.protocol.mqtt\n"
         "heavy = ('numpy', 'cv2', 'onnxruntime', 'textual', 'hub', 'tui', 'sqlite_utils', 'amqtt')\n"
         "print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
     )
@@ -55,6 +55,6 @@ def test_importing_the_wire_contract_loads_no_heavy_module() -> None:
 
 
 def test_the_heavy_module_check_would_notice_numpy() -> None:
-    code = "import sys, numpy, edge.wire\nprint('numpy' in sys.modules)\n"
+    code = "import sys, numpy, edge.protocol.wire\nprint('numpy' in sys.modules)\n"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge import wire
+from edge.protocol import wire
 from rollcall.cli import main
 from tests.conftest import REPO_ROOT
 

@@ -14,7 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edge.doorclip import (
+from edge.recognition.photos import people_folders
+from rollcall.tools.doorclip import (
     FLICKER,
     NOISE_SIGMA,
     GroundTruth,
@@ -26,7 +27,6 @@ from edge.doorclip import (
     render_clip,
     score_events,
 )
-from edge.photos import people_folders
 
 W, H, FPS = 320, 180, 5
 Frame = npt.NDArray[np.uint8]
@@ -308,7 +308,7 @@ def test_render_falls_back_to_mjpg_when_mp4v_is_missing(
         def __new__(cls, path: str, fourcc: int, fps: float, size: tuple[int, int]) -> Any:
             return real() if fourcc == mp4v else real(path, fourcc, fps, size)  # real() is never opened
 
-    monkeypatch.setattr("edge.doorclip.cv2.VideoWriter", WithoutMp4v)
+    monkeypatch.setattr("rollcall.tools.doorclip.cv2.VideoWriter", WithoutMp4v)
     with caplog.at_level("WARNING", logger="rollcall.doorclip"):
         truth = _short_clip(people_dir, tmp_path / "door.mp4", duration_s=8.0)
     assert truth.video == "door.avi" and not (tmp_path / "door.mp4").exists()

@@ -19,9 +19,10 @@ import numpy.typing as npt
 import pytest
 from cryptography.fernet import Fernet
 
-from edge import gallery_codec, wire
-from edge.gallery import Gallery, MatchPolicy
-from edge.gallery_codec import (
+from edge.protocol import wire
+from edge.recognition import gallery_codec
+from edge.recognition.gallery import Gallery, MatchPolicy
+from edge.recognition.gallery_codec import (
     FORMAT,
     MAX_CHUNK_BYTES,
     GalleryAssembler,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.gallery import Gallery, MatchPolicy
-from edge.tracker import associate, iou_matrix, predict_box
+from edge.recognition.gallery import Gallery, MatchPolicy
+from edge.recognition.tracker import associate, iou_matrix, predict_box
 
 
 def _unit(*values: float) -> np.ndarray:
@@ -90,7 +90,7 @@ def test_predict_box_continues_the_motion() -> None:
 
 
 def test_centre_association_catches_a_fast_growing_face() -> None:
-    from edge.tracker import associate_by_centre
+    from edge.recognition.tracker import associate_by_centre
 
     far = (100.0, 100.0, 140.0, 140.0)  # 40 px face
     near = (90.0, 95.0, 170.0, 175.0)  # the same face a moment later, twice the size: IoU only 0.25

@@ -17,8 +17,8 @@ import sqlite_utils
 from cryptography.fernet import Fernet, InvalidToken
 from ulid import ULID
 
-from edge import wire
-from edge.gallery_codec import read_keys
+from edge.protocol import wire
+from edge.recognition.gallery_codec import read_keys
 from hub.config import HubSettings
 from hub.store import (
     APPLICATION_ID,

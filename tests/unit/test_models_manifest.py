@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import models
-from edge.models import (
+from edge.recognition import packs as models
+from edge.recognition.packs import (
     MODEL_DIR_ENV,
     ManifestError,
     ModelError,

@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import pytest
 
-from edge import wire
+from edge.protocol import wire
 from hub.notify import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,

@@ -1,4 +1,4 @@
-"""Tests for the device outbox in edge/outbox.py, on real SQLite files."""
+"""Tests for the device outbox in edge/runtime/outbox.py, on real SQLite files."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import APPLICATION_ID, Outbox, OutboxError, OutboxFull, OutboxMessage
+from edge.runtime.outbox import APPLICATION_ID, Outbox, OutboxError, OutboxFull, OutboxMessage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOPIC = "rollcall/hq/device/door1/event"
@@ -457,7 +457,7 @@ def test_concurrent_adds_and_acks_lose_and_duplicate_nothing(tmp_path: Path) -> 
 CHILD = """
 import sys
 from pathlib import Path
-from edge.outbox import Outbox
+from edge.runtime.outbox import Outbox
 
 ob = Outbox(Path(sys.argv[1]), max_bytes=10**9)
 print("ready", flush=True)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge import wire
+from edge.protocol import wire
 from hub.attendance import (
     AttendanceDay,
     AttendanceRules,

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from ulid import ULID
 
-from edge import wire
+from edge.protocol import wire
 from hub.rules import (
     AbsentRule,
     AlertBook,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from edge.sources import (
+from edge.door.sources import (
     Capture,
     Frame,
     FrameSource,

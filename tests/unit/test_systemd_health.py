@@ -6,8 +6,8 @@ import os
 import socket
 from pathlib import Path
 
-from edge.health import CpuMeter, disk_free_mb, read_temperature_c
-from edge.systemd import Notifier
+from edge.runtime.health import CpuMeter, disk_free_mb, read_temperature_c
+from edge.runtime.systemd import Notifier
 
 
 def test_notifier_sends_ready_watchdog_and_stopping(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for the wire contract in edge/wire.py and its human reference, docs/wire.md."""
+"""Tests for the wire contract in edge/protocol/wire.py and its human reference, docs/wire.md."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from edge import wire
+from edge.protocol import wire
 from tests.helpers.wire_examples import doc_examples
 
 DOC = Path(__file__).parents[2] / "docs" / "wire.md"

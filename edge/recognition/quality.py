@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.detector import Detection
+from edge.recognition.detector import Detection
 
 
 @dataclass(frozen=True, slots=True)

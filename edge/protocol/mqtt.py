@@ -16,8 +16,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.settings import MqttSettings
-from edge.wire import Status, _Payload, encode, now_utc
+from edge.protocol.config import MqttSettings
+from edge.protocol.wire import Status, _Payload, encode, now_utc
 
 log = logging.getLogger("rollcall.mqtt")
 

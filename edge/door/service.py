@@ -21,20 +21,20 @@ import numpy as np
 import numpy.typing as npt
 from ulid import ULID
 
-from edge import wire
-from edge.config import EdgeConfig
-from edge.faces import FaceEngine
-from edge.gallery import Gallery, MatchPolicy
-from edge.gallery_codec import GalleryAssembler, GalleryError, GalleryStore, check_compatible, ensure_key
-from edge.health import CpuMeter, disk_free_mb, read_temperature_c
-from edge.link import OutboxPublisher
-from edge.mqtt import MqttLink, Received
-from edge.outbox import Outbox, OutboxFull, OutboxMessage
-from edge.pipeline import FaceEvent, Pipeline, PipelineSettings
-from edge.quality import QualityLimits
-from edge.settings import ConfigError, load_config
-from edge.sources import FrameSource, SourceError, open_source
-from edge.systemd import Notifier
+from edge.door.config import EdgeConfig
+from edge.door.sources import FrameSource, SourceError, open_source
+from edge.protocol import wire
+from edge.protocol.config import ConfigError, load_config
+from edge.protocol.mqtt import MqttLink, Received
+from edge.recognition.faces import FaceEngine
+from edge.recognition.gallery import Gallery, MatchPolicy
+from edge.recognition.gallery_codec import GalleryAssembler, GalleryError, GalleryStore, check_compatible, ensure_key
+from edge.recognition.pipeline import FaceEvent, Pipeline, PipelineSettings
+from edge.recognition.quality import QualityLimits
+from edge.runtime.health import CpuMeter, disk_free_mb, read_temperature_c
+from edge.runtime.outbox import Outbox, OutboxFull, OutboxMessage
+from edge.runtime.publisher import OutboxPublisher
+from edge.runtime.systemd import Notifier
 
 log = logging.getLogger("rollcall.edge")
 

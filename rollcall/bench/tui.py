@@ -18,10 +18,10 @@ from pathlib import Path
 
 from ulid import ULID
 
-from edge import wire
-from edge.mqtt import Received
-from edge.settings import MqttSettings, SiteSettings
-from hub.client import HubClient
+from edge.protocol import wire
+from edge.protocol.config import MqttSettings, SiteSettings
+from edge.protocol.hub_client import HubClient
+from edge.protocol.mqtt import Received
 from hub.config import CameraSettings, HubConfig, HubSettings
 from hub.service import HubService
 from hub.store import HubStore
@@ -32,9 +32,9 @@ THUMBNAILS = """
 import sys, time
 import numpy as np, cv2
 from ulid import ULID
-from edge import wire
-from edge.mqtt import MqttLink
-from edge.settings import MqttSettings
+from edge.protocol import wire
+from edge.protocol.mqtt import MqttLink
+from edge.protocol.config import MqttSettings
 port, agents, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 topics = wire.Topics("bench-tui")
 link = MqttLink(MqttSettings(port=port), client_id="bench-thumbnails", max_inflight=1000)

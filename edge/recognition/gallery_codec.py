@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from edge.gallery import Gallery
-from edge.wire import MAX_BINARY_PAYLOAD_BYTES, MAX_GALLERY_CHUNKS, GalleryChunk, GalleryManifest, check_id
+from edge.protocol.wire import MAX_BINARY_PAYLOAD_BYTES, MAX_GALLERY_CHUNKS, GalleryChunk, GalleryManifest, check_id
+from edge.recognition.gallery import Gallery
 
 FORMAT = "rollcall-gallery-1+zlib"
 """The value of ``GalleryManifest.format`` for galleries in this encoding."""

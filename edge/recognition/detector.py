@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.onnx import create_session
+from edge.recognition.onnx import create_session
 
 log = logging.getLogger("rollcall.detector")
 

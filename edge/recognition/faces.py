@@ -11,12 +11,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.align import align_face
-from edge.detector import Detection, FaceDetector
-from edge.gallery import Gallery
-from edge.progress import Progress
-from edge.quality import FaceQuality, QualityLimits, measure
-from edge.recognizer import FaceEmbedder
+from edge.protocol.progress import Progress
+from edge.recognition.align import align_face
+from edge.recognition.detector import Detection, FaceDetector
+from edge.recognition.embedder import FaceEmbedder
+from edge.recognition.gallery import Gallery
+from edge.recognition.quality import FaceQuality, QualityLimits, measure
 
 log = logging.getLogger("rollcall.faces")
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 from ulid import ULID
 
-from edge import wire
-from edge.gallery import Gallery
-from edge.gallery_codec import GalleryAssembler, build_publication
-from edge.mqtt import MqttLink, Received
-from edge.progress import Progress
-from edge.settings import MqttSettings, SiteSettings
+from edge.protocol import wire
+from edge.protocol.config import MqttSettings, SiteSettings
+from edge.protocol.mqtt import MqttLink, Received
+from edge.protocol.progress import Progress
+from edge.recognition.gallery import Gallery
+from edge.recognition.gallery_codec import GalleryAssembler, build_publication
 from hub.config import HubConfig, HubSettings
 from hub.service import HubService
 from hub.store import HubStore
@@ -70,9 +70,9 @@ def _hub(settings: MqttSettings, folder: Path, name: str, max_batch: int) -> Hub
 
 SENDER = """
 import sys
-from edge.mqtt import MqttLink
-from edge.settings import MqttSettings
-from rollcall.bench_hub import _events
+from edge.protocol.mqtt import MqttLink
+from edge.protocol.config import MqttSettings
+from rollcall.bench.hub import _events
 host, port, topic, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 link = MqttLink(MqttSettings(host=host, port=port), client_id="bench-sender-" + topic.split("/")[1], max_inflight=1000)
 link.start()

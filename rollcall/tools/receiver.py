@@ -14,9 +14,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from edge import wire
-from edge.mqtt import MqttLink, Received
-from edge.settings import MqttSettings
+from edge.protocol import wire
+from edge.protocol.config import MqttSettings
+from edge.protocol.mqtt import MqttLink, Received
 
 log = logging.getLogger("rollcall.receiver")
 

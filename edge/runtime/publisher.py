@@ -11,9 +11,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge import wire
-from edge.mqtt import MqttLink, PublishFailed
-from edge.outbox import Outbox
+from edge.protocol import wire
+from edge.protocol.mqtt import MqttLink, PublishFailed
+from edge.runtime.outbox import Outbox
 
 log = logging.getLogger("rollcall.link")
 

@@ -8,9 +8,9 @@ from typing import Any
 from pydantic import JsonValue
 from ulid import ULID
 
-from edge import wire
-from edge.mqtt import MqttLink, Received
-from edge.settings import MqttSettings
+from edge.protocol import wire
+from edge.protocol.config import MqttSettings
+from edge.protocol.mqtt import MqttLink, Received
 
 
 class HubUnavailable(RuntimeError):

@@ -17,9 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from edge import wire
-from edge.mqtt import MqttLink, Received
-from edge.settings import MqttSettings, load_config
+from edge.protocol import wire
+from edge.protocol.config import MqttSettings, load_config
+from edge.protocol.mqtt import MqttLink, Received
 from rollcall.broker import LocalBroker, find_mosquitto
 
 
@@ -46,7 +46,7 @@ def _start_xvfb(folder: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
 def bench_agent(seconds: float = 60.0, change_every_s: float = 10.0, min_interval_s: float = 5.0) -> dict[str, float]:
     """Run the agent on a still desktop with a periodic change; return the figures."""
     from edge.agent.service import AgentService
-    from edge.config import AgentConfig
+    from edge.door.config import AgentConfig
 
     with tempfile.TemporaryDirectory(prefix="rollcall-bench-agent-") as scratch:
         folder = Path(scratch)

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.pipeline import FaceEvent, Pipeline
-from edge.sources import FrameSource
+from edge.door.sources import FrameSource
+from edge.recognition.pipeline import FaceEvent, Pipeline
 
 log = logging.getLogger("rollcall.replay")
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 from ulid import ULID
 
-from edge import wire
-from edge.link import OutboxPublisher
-from edge.mqtt import MqttLink, Received
-from edge.outbox import Outbox
-from edge.progress import Progress
-from edge.receiver import AckingReceiver
-from edge.settings import MqttSettings
+from edge.protocol import wire
+from edge.protocol.config import MqttSettings
+from edge.protocol.mqtt import MqttLink, Received
+from edge.protocol.progress import Progress
+from edge.runtime.outbox import Outbox
+from edge.runtime.publisher import OutboxPublisher
 from rollcall.broker import LocalBroker, find_mosquitto
+from rollcall.tools.receiver import AckingReceiver
 
 DEVICE = "door-bench"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from edge.onnx import create_session
+from edge.recognition.onnx import create_session
 
 
 class FaceEmbedder:

@@ -62,7 +62,7 @@ def add_edge_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _policy(args: argparse.Namespace) -> object:
-    from edge.gallery import MatchPolicy
+    from edge.recognition.gallery import MatchPolicy
 
     default = MatchPolicy()
     return MatchPolicy(
@@ -78,12 +78,12 @@ def _fail(message: str) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """``rollcall edge eval``."""
-    from edge.engine import build_engine
-    from edge.evaluate import evaluate
-    from edge.faces import enrol_people
-    from edge.gallery import MatchPolicy
-    from edge.models import ModelError
-    from edge.photos import people_folders
+    from edge.recognition.engine import build_engine
+    from edge.recognition.evaluate import evaluate
+    from edge.recognition.faces import enrol_people
+    from edge.recognition.gallery import MatchPolicy
+    from edge.recognition.packs import ModelError
+    from edge.recognition.photos import people_folders
 
     if not 0 < args.stranger_share < 1 or args.splits < 1:
         return _fail("--stranger-share must be between 0 and 1 and --splits at least 1")
@@ -117,14 +117,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_replay(args: argparse.Namespace) -> int:
     """``rollcall edge replay``."""
-    from edge.engine import build_engine
-    from edge.faces import enrol_people, gallery_from_results
-    from edge.gallery import MatchPolicy
-    from edge.models import ModelError
-    from edge.photos import people_folders
-    from edge.pipeline import Pipeline
-    from edge.replay import replay
-    from edge.sources import SourceError, open_source
+    from edge.door.sources import SourceError, open_source
+    from edge.recognition.engine import build_engine
+    from edge.recognition.faces import enrol_people, gallery_from_results
+    from edge.recognition.gallery import MatchPolicy
+    from edge.recognition.packs import ModelError
+    from edge.recognition.photos import people_folders
+    from edge.recognition.pipeline import Pipeline
+    from edge.recognition.replay import replay
 
     try:
         people = people_folders(args.people)
@@ -160,12 +160,12 @@ def run_service(args: argparse.Namespace) -> int:
     import signal
     from importlib.metadata import PackageNotFoundError, version
 
-    from edge.config import EdgeConfig
-    from edge.engine import build_engine
-    from edge.models import ModelError
-    from edge.outbox import OutboxError
-    from edge.service import EdgeService, quality_limits
-    from edge.settings import ConfigError, load_config
+    from edge.door.config import EdgeConfig
+    from edge.door.service import EdgeService, quality_limits
+    from edge.protocol.config import ConfigError, load_config
+    from edge.recognition.engine import build_engine
+    from edge.recognition.packs import ModelError
+    from edge.runtime.outbox import OutboxError
 
     try:
         software = f"rollcall {version('rollcall')}"

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge.faces import PhotoResult
-from edge.gallery import Gallery, MatchPolicy
+from edge.recognition.faces import PhotoResult
+from edge.recognition.gallery import Gallery, MatchPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge.settings import ConfigPath, EntityIdSetting, MqttSettings, PositiveFloat, Section, SiteSettings
+from edge.protocol.config import ConfigPath, EntityIdSetting, MqttSettings, PositiveFloat, Section, SiteSettings
 
 
 class DeviceSettings(Section):

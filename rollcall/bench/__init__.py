@@ -18,7 +18,7 @@ from typing import Any
 
 from ulid import ULID
 
-from edge import wire
+from edge.protocol import wire
 
 
 def _best_rate(work: Callable[[], Any], items: int, repeats: int) -> float:
@@ -100,9 +100,9 @@ def run_edge(args: argparse.Namespace) -> int:
     """``rollcall bench edge``: our pipeline against the naive baseline on a door or street clip."""
     import os
 
-    from edge.bench_edge import bench_edge
-    from edge.engine import build_engine
-    from edge.models import ModelError
+    from edge.recognition.engine import build_engine
+    from edge.recognition.packs import ModelError
+    from rollcall.bench.edge import bench_edge
 
     faces = args.faces or (Path(os.environ["ROLLCALL_FACES_DIR"]) if os.environ.get("ROLLCALL_FACES_DIR") else None)
     if faces is None or not faces.is_dir():
@@ -148,7 +148,7 @@ def run_edge(args: argparse.Namespace) -> int:
 
 def run_link(args: argparse.Namespace) -> int:
     """``rollcall bench link``: outbox drain after an outage and confirm-to-commit latency."""
-    from rollcall.bench_link import bench_link
+    from rollcall.bench.link import bench_link
 
     if args.events < 100:
         print("rollcall bench link: --events must be at least 100", file=sys.stderr)
@@ -169,7 +169,7 @@ def run_link(args: argparse.Namespace) -> int:
 
 def run_hub(args: argparse.Namespace) -> int:
     """``rollcall bench hub``: batched ingest against one commit per event, latency, a 10,000-person gallery."""
-    from rollcall.bench_hub import bench_hub
+    from rollcall.bench.hub import bench_hub
 
     if args.events < 1000:
         print("rollcall bench hub: --events must be at least 1000", file=sys.stderr)
@@ -191,7 +191,7 @@ def run_hub(args: argparse.Namespace) -> int:
 
 def run_agent(args: argparse.Namespace) -> int:
     """``rollcall bench agent``: bytes per hour, CPU and thumbnail latency of a workstation agent."""
-    from rollcall.bench_agent import bench_agent
+    from rollcall.bench.agent import bench_agent
 
     if args.seconds < 20:
         print("rollcall bench agent: --seconds must be at least 20", file=sys.stderr)
@@ -213,7 +213,7 @@ def run_agent(args: argparse.Namespace) -> int:
 
 def run_tui(args: argparse.Namespace) -> int:
     """``rollcall bench tui``: hub commit → presence row latency, and TUI CPU with 100 workstations."""
-    from rollcall.bench_tui import bench_tui
+    from rollcall.bench.tui import bench_tui
 
     print("bench tui: 40 arrivals on the board, then 100 workstations sending thumbnails every 5 s", flush=True)
     figures = bench_tui()

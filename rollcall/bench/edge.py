@@ -22,13 +22,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.doorclip import GroundTruth, add_sensor_noise, door_background, generate_door_clip, score_events
-from edge.faces import FaceEngine, enrol_people, gallery_from_results
-from edge.gallery import Gallery, MatchPolicy
-from edge.photos import people_folders
-from edge.pipeline import Pipeline
-from edge.progress import Progress
-from edge.tracker import Box, associate, iou_matrix
+from edge.protocol.progress import Progress
+from edge.recognition.faces import FaceEngine, enrol_people, gallery_from_results
+from edge.recognition.gallery import Gallery, MatchPolicy
+from edge.recognition.photos import people_folders
+from edge.recognition.pipeline import Pipeline
+from edge.recognition.tracker import Box, associate, iou_matrix
+from rollcall.tools.doorclip import GroundTruth, add_sensor_noise, door_background, generate_door_clip, score_events
 
 Image = npt.NDArray[np.uint8]
 STREET_CLIP = Path("_videos") / "facenet-pytorch_video.mp4"

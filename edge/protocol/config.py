@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from edge.wire import DEFAULT_PREFIX, PREFIX_RE, check_id
+from edge.protocol.wire import DEFAULT_PREFIX, PREFIX_RE, check_id
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

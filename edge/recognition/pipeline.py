@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.detector import Detection
-from edge.faces import FaceEngine, FaceObservation
-from edge.gallery import Gallery, MatchPolicy
-from edge.tracker import Box, associate, associate_by_centre, predict_box
+from edge.recognition.detector import Detection
+from edge.recognition.faces import FaceEngine, FaceObservation
+from edge.recognition.gallery import Gallery, MatchPolicy
+from edge.recognition.tracker import Box, associate, associate_by_centre, predict_box
 
 log = logging.getLogger("rollcall.pipeline")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.detector import FaceDetector, ScrfdDetector, YunetDetector
-from edge.faces import FaceEngine
-from edge.models import load_manifest, require_pack, resolve_model_dir
-from edge.quality import QualityLimits
-from edge.recognizer import FaceEmbedder
+from edge.recognition.detector import FaceDetector, ScrfdDetector, YunetDetector
+from edge.recognition.embedder import FaceEmbedder
+from edge.recognition.faces import FaceEngine
+from edge.recognition.packs import load_manifest, require_pack, resolve_model_dir
+from edge.recognition.quality import QualityLimits
 
 
 def build_engine(
@@ -23,7 +23,7 @@ def build_engine(
 ) -> FaceEngine:
     """The engine for ``pack`` (None: the manifest's default) with weights from ``model_dir`` or $ROLLCALL_MODEL_DIR.
 
-    Raises ``edge.models.ModelError`` telling what is missing and how to get it.
+    Raises ``edge.recognition.packs.ModelError`` telling what is missing and how to get it.
     """
     files = require_pack(load_manifest(), pack, resolve_model_dir(model_dir), check_hash=check_hash)
     detector: FaceDetector

@@ -26,7 +26,7 @@ MODEL_DIR_ENV = "ROLLCALL_MODEL_DIR"
 """Environment variable naming the folder that holds the model files."""
 BASE_URL_ENV = "ROLLCALL_MODEL_BASE_URL"
 """Environment variable naming a mirror: its scheme, host and path prefix replace those of every download URL."""
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "models" / "manifest.toml"
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "models" / "manifest.toml"
 """The manifest in a source checkout (and an editable install)."""
 INSTALLED_MANIFEST = Path(sys.prefix) / "share" / "rollcall" / "models" / "manifest.toml"
 """Where a wheel installs the same file (pyproject's data-files)."""
@@ -400,7 +400,7 @@ def _parse_pack(check: _Checker, name: str, data: Mapping[str, Any], files: Mapp
 
 def parse_manifest(text: str, source: str = "<manifest>") -> Manifest:
     """Parse and validate manifest TOML; ManifestError lists every problem with its key and line."""
-    from edge.settings import locate_keys
+    from edge.protocol.config import locate_keys
 
     try:
         data = tomllib.loads(text)
@@ -1089,8 +1089,8 @@ def _load_edge_models(config: Path | None) -> tuple[Path | None, str | None]:
     """``models.dir`` and ``models.pack`` of an edge config file (ModelError listing the config's problems)."""
     if config is None:
         return None, None
-    from edge.config import EdgeConfig
-    from edge.settings import ConfigError, load_config
+    from edge.door.config import EdgeConfig
+    from edge.protocol.config import ConfigError, load_config
 
     try:
         loaded = load_config(EdgeConfig, config, "edge")

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.photos import people_folders
+from edge.recognition.photos import people_folders
 
 log = logging.getLogger("rollcall.doorclip")
 

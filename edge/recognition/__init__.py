@@ -1,0 +1,1 @@
+"""The recognition engine, pure compute: detectors, alignment, quality, embeddings, tracks, pipeline, galleries."""

@@ -1,0 +1,1 @@
+"""What every device process shares: the outbox, the ordered publisher, systemd notify, health readings, launching."""
