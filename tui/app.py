@@ -1,8 +1,8 @@
 """The supervisor's terminal UI: live state from the broker, questions to the hub, one key per screen.
 
-:class:`RollcallApp` takes a :class:`tui.live.LiveState` (fed by the broker) and a requester with
-``call(method, params, timeout)`` (a :class:`edge.protocol.hub_client.HubClient`); both are injected so tests
-pass real ones.
+:class:`RollcallApp` takes a :class:`tui.live.LiveState` (fed by the broker) and a :class:`tui.protocol.Requester`
+with ``call(method, params, timeout)`` (a :class:`edge.protocol.hub_client.HubClient`); both are injected so tests
+pass real ones. The app is the :class:`tui.protocol.Console` its views are given; its styles are in ``styles/``.
 Requests run on background threads and their answers are applied on the UI thread by the redraw timer, which
 runs at most ``max_redraw_hz`` times a second and redraws only what changed. The header shows the counts and
 whether the broker is reachable and the hub answering; both recover by themselves.
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import JsonValue
+from PIL import Image as PILImage
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import ContentSwitcher, Footer, Static
@@ -26,118 +26,19 @@ from textual.widgets import ContentSwitcher, Footer, Static
 from edge.protocol import wire
 from edge.protocol.hub_client import HubRequestFailed, HubUnavailable
 from tui.live import LiveState
-from tui.modals import MODAL_CSS, HelpScreen
-from tui.tables import age
-from tui.views import (
-    AlertsView,
-    AttendanceView,
-    DevicesView,
-    EventsView,
-    PeopleView,
-    PresenceView,
-    ScreensView,
-    View,
-)
+from tui.protocol import Requester
+from tui.views import VIEWS, EventsView, View
+from tui.widgets.modals import ConfirmScreen, FormScreen, HelpScreen, ImageScreen, ReportScreen
+from tui.widgets.tables import age
 
 T = TypeVar("T")
-
-
-class Requester(Protocol):
-    """What the app needs from a hub client."""
-
-    def call(self, method: str, params: dict[str, JsonValue] | None = None, timeout: float = 10.0) -> Any:
-        """Send one request and return its result (raise HubUnavailable / HubRequestFailed)."""
-
-
-VIEWS: tuple[type[View], ...] = (
-    PresenceView,
-    AlertsView,
-    AttendanceView,
-    PeopleView,
-    DevicesView,
-    ScreensView,
-    EventsView,
-)
-
-CSS = (
-    MODAL_CSS
-    + """
-#topbar {
-    height: 1;
-    background: $primary;
-    color: $text;
-    text-style: bold;
-}
-#statusbar {
-    height: 1;
-}
-#statusbar.problem {
-    background: $error;
-    color: $text;
-    text-style: bold reverse;
-}
-ContentSwitcher {
-    height: 1fr;
-}
-View {
-    height: 1fr;
-}
-View DataTable {
-    height: 1fr;
-}
-#presence-search {
-    height: 3;
-}
-.details {
-    height: 8;
-    border-top: solid $accent;
-}
-.details Static {
-    width: 1fr;
-    height: 100%;
-}
-.details .photo {
-    width: 16;
-    height: 7;
-}
-#screens-grid {
-    grid-size: 3;
-    grid-rows: 10;
-    grid-columns: 26;
-    height: auto;
-}
-#screens {
-    overflow-y: auto;
-}
-.card {
-    width: 26;
-    height: 10;
-    border: round $panel-lighten-2;
-}
-.card:focus {
-    border: heavy $accent;
-}
-.card .thumb {
-    width: 24;
-    height: 6;
-}
-.card Label {
-    width: 100%;
-    height: 1;
-}
-#screens-hint, #presence-filter, #attendance-day, #people-hint, #devices-hint, #events-hint {
-    height: auto;
-    width: 100%;
-}
-"""
-)
 
 
 class RollcallApp(App[None]):
     """rollcall's supervisor UI."""
 
     TITLE = "rollcall"
-    CSS = CSS
+    CSS_PATH = ["styles/modals.tcss", "styles/app.tcss", "styles/views.tcss"]
     ENABLE_COMMAND_PALETTE = False  # every action has its own key, listed by `?`
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "show('presence')", "Presence"),
@@ -206,7 +107,7 @@ class RollcallApp(App[None]):
         yield self.statusbar
         with ContentSwitcher(initial="presence"):
             for view_class in VIEWS:
-                view = EventsView(self.events_shown) if view_class is EventsView else view_class()
+                view = EventsView(self, self.events_shown) if view_class is EventsView else view_class(self)
                 assert view.id is not None
                 self.views[view.id] = view
                 yield view
@@ -269,6 +170,34 @@ class RollcallApp(App[None]):
             "down": "Down",
         }
         return names.get(binding.key, binding.key)
+
+    # --- dialogs ------------------------------------------------------------------------------------------------
+
+    def confirm(self, question: str, then: Callable[[], None]) -> None:
+        """Ask a yes/no question; ``then()`` runs only on yes."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                then()
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    def ask(self, title: str, fields: Sequence[tuple[str, str, str]], then: Callable[[dict[str, str]], None]) -> None:
+        """A small form of ``(key, label, value)`` fields; ``then(values by key)`` runs when it is submitted."""
+
+        def submitted(values: dict[str, str] | None) -> None:
+            if values:
+                then(values)
+
+        self.push_screen(FormScreen(title, fields), submitted)
+
+    def show_image(self, title: str, image: PILImage.Image | None, caption: str = "") -> None:
+        """One image, as large as the terminal allows."""
+        self.push_screen(ImageScreen(title, image, caption))
+
+    def show_report(self, title: str, lines: Sequence[str]) -> None:
+        """A text report the user closes."""
+        self.push_screen(ReportScreen(title, lines))
 
     # --- requests (never on the UI thread) ---------------------------------------------------------------------
 

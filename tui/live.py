@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -19,6 +19,7 @@ from typing import Any, Literal
 from edge.protocol import wire
 from edge.protocol.config import MqttSettings
 from edge.protocol.mqtt import MqttLink, Received
+from tui.replies import parse_time
 
 log = logging.getLogger("rollcall.tui.live")
 
@@ -42,8 +43,8 @@ class DeviceState:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentState:
-    """What the TUI knows about one workstation agent; ``version`` grows with every change of this agent."""
+class WorkstationState:
+    """What the TUI knows about one workstation (its screen agent); ``version`` grows with every change of it."""
 
     agent: str
     status: str = "unknown"
@@ -53,6 +54,15 @@ class AgentState:
     thumbnail: wire.Screen | None = None
     thumbnail_at: datetime | None = None
     version: int = 0
+
+
+VITAL_SIGNS: tuple[str, ...] = ("fps", "outbox_depth", "oldest_unacked_s", "gallery_version", "temperature_c")
+"""The fields of a device's health (:class:`edge.protocol.wire.Health`) that :class:`DeviceState` keeps."""
+
+
+def _vital_signs(health: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`VITAL_SIGNS` of a health message or of the hub's devices table (None where missing)."""
+    return {name: health.get(name) for name in VITAL_SIGNS}
 
 
 def _window_text(window: wire.WindowInfo | None) -> str | None:
@@ -85,7 +95,7 @@ class LiveState:
         self._presence_at: datetime | None = None
         self._alerts: dict[str, wire.Alert] = {}
         self._devices: dict[str, DeviceState] = {}
-        self._agents: dict[str, AgentState] = {}
+        self._workstations: dict[str, WorkstationState] = {}
         self._events: deque[wire.Event] = deque(maxlen=events_kept)
         self._hub_status: wire.Status | None = None
         self._on_change = on_change
@@ -196,7 +206,7 @@ class LiveState:
             elif ref.role == "device" and ref.entity is not None:
                 changed = self._apply_device(ref.entity, payload)
             elif ref.role == "agent" and ref.entity is not None:
-                changed = self._apply_agent(ref.entity, payload)
+                changed = self._apply_workstation(ref.entity, payload)
             if changed is not None:
                 self._versions[changed] += 1
         if changed is not None and self._on_change is not None:
@@ -212,11 +222,7 @@ class LiveState:
                 current,
                 status="online" if current.status in ("unknown", "offline") else current.status,
                 last_seen=payload.at,
-                fps=payload.fps,
-                outbox_depth=payload.outbox_depth,
-                oldest_unacked_s=payload.oldest_unacked_s,
-                gallery_version=payload.gallery_version,
-                temperature_c=payload.temperature_c,
+                **_vital_signs(payload.model_dump()),
             )
             return "devices"
         if isinstance(payload, wire.Event):
@@ -225,8 +231,8 @@ class LiveState:
             return "events"
         return None
 
-    def _apply_agent(self, agent: str, payload: wire._Payload) -> Area | None:
-        current = self._agents.get(agent) or AgentState(agent)
+    def _apply_workstation(self, agent: str, payload: wire._Payload) -> Area | None:
+        current = self._workstations.get(agent) or WorkstationState(agent)
         if isinstance(payload, wire.Status):
             updated = replace(current, status=payload.state)
         elif isinstance(payload, wire.Screen):
@@ -241,7 +247,7 @@ class LiveState:
             updated = replace(current, activity=state, window=window, user=payload.user or current.user)
         else:
             return None
-        self._agents[agent] = replace(updated, version=current.version + 1)
+        self._workstations[agent] = replace(updated, version=current.version + 1)
         return "screens"
 
     def set_presence(self, entries: list[dict[str, Any]], at: datetime | None = None) -> None:
@@ -267,15 +273,6 @@ class LiveState:
 
     def merge_devices(self, devices: list[dict[str, Any]]) -> None:
         """Merge ``devices.list``'s answer: devices known to the hub that have not spoken since the TUI started."""
-
-        def _time(value: Any) -> datetime | None:
-            if not isinstance(value, str):
-                return None
-            try:
-                return datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                return None
-
         with self._lock:
             for row in devices:
                 device = str(row.get("device"))
@@ -284,15 +281,13 @@ class LiveState:
                 known = self._devices.get(device)
                 if known is not None and known.last_seen is not None:
                     continue  # what the broker told us is newer than the hub's table
+                vital_signs = _vital_signs(health)
+                vital_signs["gallery_version"] = row.get("gallery_version") or health.get("gallery_version")
                 self._devices[device] = DeviceState(
                     device=device,
                     status=str(row.get("status") or "unknown"),
-                    last_seen=_time(row.get("last_seen")),
-                    fps=health.get("fps"),
-                    outbox_depth=health.get("outbox_depth"),
-                    oldest_unacked_s=health.get("oldest_unacked_s"),
-                    gallery_version=row.get("gallery_version") or health.get("gallery_version"),
-                    temperature_c=health.get("temperature_c"),
+                    last_seen=parse_time(row.get("last_seen")),
+                    **vital_signs,
                 )
             self._versions["devices"] += 1
 
@@ -336,15 +331,15 @@ class LiveState:
         with self._lock:
             return sorted(self._devices.values(), key=lambda d: d.device)
 
-    def agents(self) -> list[AgentState]:
-        """Every workstation agent, by id."""
+    def workstations(self) -> list[WorkstationState]:
+        """Every workstation, by agent id."""
         with self._lock:
-            return sorted(self._agents.values(), key=lambda a: a.agent)
+            return sorted(self._workstations.values(), key=lambda a: a.agent)
 
-    def agent(self, agent: str) -> AgentState | None:
-        """One agent by id."""
+    def workstation(self, agent: str) -> WorkstationState | None:
+        """One workstation by agent id."""
         with self._lock:
-            return self._agents.get(agent)
+            return self._workstations.get(agent)
 
     def events(self, limit: int | None = None) -> list[wire.Event]:
         """The most recent events, oldest first."""

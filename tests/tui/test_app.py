@@ -25,8 +25,8 @@ from tests.tui.conftest import SITE, START, Clock, event, feed, run, seed_people
 from tui.app import RollcallApp
 from tui.cli import add_tui_arguments, run_tui
 from tui.live import LiveState
-from tui.modals import ConfirmScreen, FormScreen, HelpScreen, ImageScreen, ReportScreen
 from tui.views import AlertsView, AttendanceView, DevicesView, EventsView, PeopleView, PresenceView, ScreensView
+from tui.widgets.modals import ConfirmScreen, FormScreen, HelpScreen, ImageScreen, ReportScreen
 
 MakeApp = Callable[..., RollcallApp]
 
@@ -457,7 +457,7 @@ def test_two_thousand_people_and_a_hundred_workstations_update_in_place(
             await until(pilot, lambda: view.sync.rows["p-0001"][2] == "IN", what="one change")
             assert view.sync.cell_updates - before <= 2, "only the changed cells are touched"
             assert view.sync.rows_added == added and view.sync.full_rebuilds == 0
-            await until(pilot, lambda: len(live.agents()) == 100, what="100 thumbnails through the broker")
+            await until(pilot, lambda: len(live.workstations()) == 100, what="100 thumbnails through the broker")
             await pilot.press("s")
             screens = app.query_one(ScreensView)
             await until(pilot, lambda: len(screens.cards) == 100, what="100 cards")

@@ -11,45 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from tui.images import Picture
-
-MODAL_CSS = """
-ModalScreen {
-    align: center middle;
-}
-.dialog {
-    width: 76;
-    max-width: 100%;
-    height: auto;
-    max-height: 100%;
-    border: heavy $accent;
-    padding: 0 1;
-    background: $panel;
-}
-.dialog Label.title {
-    text-style: bold;
-    width: 100%;
-}
-.dialog Input {
-    margin: 0;
-}
-.dialog .hint {
-    color: $text-muted;
-}
-.report {
-    height: auto;
-    max-height: 18;
-}
-.large {
-    width: 100%;
-    height: 1fr;
-    border: heavy $accent;
-}
-.large .picture {
-    width: 100%;
-    height: 1fr;
-}
-"""
+from tui.widgets.images import Picture
 
 
 class HelpScreen(ModalScreen[None]):

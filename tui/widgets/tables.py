@@ -134,13 +134,3 @@ def number(value: float | int | None, digits: int = 1) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.{digits}f}"
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 time from a hub reply, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

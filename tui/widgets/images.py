@@ -6,6 +6,7 @@ say) makes that import fail. The TUI then draws a short text placeholder instead
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -22,6 +23,16 @@ except Exception:  # pragma: no cover - depends on the terminal
     IMAGES_AVAILABLE = False
 finally:
     _probe_log.setLevel(_level)
+
+
+def decode_image(data: bytes) -> PILImage.Image | None:
+    """Bytes of a JPEG/PNG/WebP as a PIL image, or None when they are not a readable picture."""
+    try:
+        image = PILImage.open(io.BytesIO(data))
+        image.load()
+    except Exception:
+        return None
+    return image
 
 
 class TextPicture(Static):

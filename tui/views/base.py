@@ -1,0 +1,62 @@
+"""The common base of the TUI's screens: :class:`View`, which a :class:`tui.protocol.Console` drives.
+
+Each view redraws from :class:`tui.live.LiveState` only when the area it shows changed (the app's timer asks it
+at most ``max_redraw_hz`` times a second), and updates its table in place through
+:class:`tui.widgets.tables.TableSync`. Questions for the hub go through :meth:`tui.protocol.Console.request`, which
+runs them off the UI thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from textual.containers import Vertical
+from textual.widgets import DataTable
+
+from tui.protocol import Console
+from tui.widgets.tables import TableSync
+
+
+class View(Vertical):
+    """A screen of the TUI; shown one at a time."""
+
+    can_focus = True
+    TITLE: ClassVar[str] = ""
+    KEY: ClassVar[str] = ""
+    sync: TableSync
+    """The view's table, kept equal to what it should show (views with a table make it with :meth:`table`)."""
+
+    def __init__(self, console: Console, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.console = console
+
+    def table(
+        self,
+        table_id: str,
+        columns: Sequence[tuple[str, str]],
+        sort: Sequence[tuple[str, Callable[[Any], Any] | None, bool]] = (),
+    ) -> DataTable[str]:
+        """A row-cursor table with ``(key, label)`` columns, synced by :attr:`sync` (yield it from ``compose``)."""
+        table: DataTable[str] = DataTable(id=table_id, cursor_type="row")
+        self.sync = TableSync(table, columns, sort=sort)
+        return table
+
+    def row_under_cursor(self, rows: Sequence[dict[str, Any]], key: str = "person_id") -> dict[str, Any] | None:
+        """The reply row under the table's cursor (rows are keyed in the table by their ``key`` field)."""
+        cursor = self.sync.cursor_key()
+        return next((row for row in rows if str(row.get(key)) == cursor), None)
+
+    def load(self) -> None:
+        """Ask the hub for what this view needs (on show, after a reconnect, on a poll)."""
+
+    def redraw(self, force: bool = False) -> None:
+        """Bring the view up to date with the live state (cheap when nothing changed)."""
+
+    def focus_main(self) -> None:
+        """Put the keyboard focus where this view's keys work."""
+        tables = list(self.query(DataTable))
+        if tables:
+            tables[0].focus()
+        else:
+            self.focus()
