@@ -22,15 +22,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install rollcall with every extra the tests need
 
-lint: $(STAMP) ## ruff (lint and format check) and mypy
+lint: $(STAMP) ## ruff (lint and format check), the import contracts (lint-imports) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
 typecheck: $(STAMP) ## mypy only
 	$(BIN)/mypy
 
-test: lint ## set up if needed, then ruff, mypy and the whole pytest suite
+test: lint ## set up if needed, then ruff, lint-imports, mypy and the whole pytest suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: $(STAMP) ## unit tests only
@@ -52,4 +53,4 @@ demo: $(STAMP) ## the whole system on this machine: broker, hub, a door device r
 	$(BIN)/rollcall demo $(DEMO_ARGS)
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

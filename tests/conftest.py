@@ -1,14 +1,18 @@
-"""Shared fixtures: a real broker per test (Mosquitto, or the embedded one where Mosquitto is absent and allowed)."""
+"""Shared fixtures: a real broker per test (Mosquitto, or the embedded one where allowed) and real hubs on it."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.helpers.brokers import BrokerKind, TestBroker, find_mosquitto
+
+if TYPE_CHECKING:
+    from tests.helpers.hub import HubStarter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,3 +75,20 @@ def embedded_broker(tmp_path: Path) -> Iterator[TestBroker]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture
+def start_hub(broker: TestBroker, tmp_path: Path, model_dir: Path) -> Iterator[HubStarter]:
+    """Starts real HubServices on this test's broker, with their data under tmp_path; stops them after the test.
+
+    ``start_hub(extra_config, clock=..., engine=..., enrolment=...)`` returns a started, subscribed hub; see
+    :class:`tests.helpers.hub.HubStarter`.
+    """
+    # Imported here so that tests which never start a hub do not load it (and numpy with it).
+    from tests.helpers.hub import HubStarter
+
+    starter = HubStarter(broker, tmp_path, model_dir)
+    try:
+        yield starter
+    finally:
+        starter.close()

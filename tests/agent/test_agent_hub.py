@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,32 +9,18 @@ import pytest
 from edge.agent.service import AgentService
 from edge.door.config import AgentConfig
 from edge.protocol.config import load_config
-from hub.config import HubConfig
 from hub.service import HubService
-from hub.store import HubStore
 from tests.agent.conftest import XServer, wait_until, write_agent_config
 from tests.helpers.brokers import TestBroker
-from tests.integration.test_hub import hub_config
+from tests.helpers.hub import HubStarter
 
 
 @pytest.fixture
-def plain_hub(broker: TestBroker, tmp_path: Path, model_dir: Path) -> Iterator[HubService]:
+def plain_hub(start_hub: HubStarter, tmp_path: Path) -> HubService:
     """A hub on the test broker at the agent's site (no face models needed here)."""
-    (tmp_path / "hub").mkdir()
-    path = hub_config(tmp_path / "hub", broker, model_dir)
     from tests.agent.conftest import SITE
 
-    path.write_text(path.read_text().replace('id = "hq"', f'id = "{SITE}"', 1))
-    config = load_config(HubConfig, path, "hub", {})
-    store = HubStore.from_settings(config.hub)
-    hub = HubService(config, store, model_id="m:x", embedding_size=128)
-    hub.start()
-    assert hub.link.wait_subscribed(10)
-    try:
-        yield hub
-    finally:
-        hub.stop()
-        store.close()
+    return start_hub(folder=tmp_path / "hub", site=SITE)
 
 
 def test_a_file_created_in_a_watched_folder_is_logged_at_the_hub(

@@ -17,24 +17,15 @@ from hub.config import HubConfig
 from hub.service import HubService
 from hub.store import HubStore
 from tests.helpers.brokers import TestBroker
+from tests.helpers.factories import make_event
+from tests.helpers.hub import Clock, HubStarter, feed, hub_config
 from tests.helpers.mqtt import probe, settings_for
 from tests.integration.test_edge_service import wait_until
-from tests.integration.test_hub import hub_config
 from tests.unit.test_notify import SECRET, TOKEN, FakeTelegram, FakeWebhook
 
 pytestmark = pytest.mark.integration
 
 SITE = wire.Topics("hq")
-
-
-class Clock:
-    """A hand-set clock for the hub."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -45,15 +36,14 @@ def servers() -> Iterator[tuple[FakeTelegram, FakeWebhook]]:
 
 @pytest.fixture
 def alert_hub(
-    broker: TestBroker, tmp_path: Path, model_dir: Path, servers: tuple[FakeTelegram, FakeWebhook]
-) -> Iterator[tuple[HubService, Clock]]:
+    tmp_path: Path, servers: tuple[FakeTelegram, FakeWebhook], start_hub: HubStarter
+) -> tuple[HubService, Clock]:
     telegram, webhook = servers
     (tmp_path / "token").write_text(TOKEN + "\n")
     (tmp_path / "secret").write_text(SECRET.decode() + "\n")
-    path = hub_config(tmp_path, broker, model_dir)
-    path.write_text(
-        path.read_text()
-        + f"""
+    clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
+    hub = start_hub(
+        f"""
 [schedule]
 mode = "on"
 
@@ -75,37 +65,10 @@ secret_file = "{tmp_path / "secret"}"
 [[cameras]]
 device = "door-1"
 role = "entrance"
-"""
+""",
+        clock=clock,
     )
-    config = load_config(HubConfig, path, "hub", {})
-    clock = Clock(datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
-    store = HubStore.from_settings(config.hub)
-    hub = HubService(config, store, model_id="m:x", embedding_size=128, clock=clock)
-    hub.start()
-    assert hub.link.wait_subscribed(10)
-    try:
-        yield hub, clock
-    finally:
-        hub.stop()
-        store.close()
-
-
-def _unknown(seq: int, at: datetime) -> bytes:
-    return wire.encode(
-        wire.Event(
-            event_id=str(ULID()),
-            device="door-1",
-            seq=seq,
-            at=at,
-            type="seen",
-            person_id=None,
-            score=0.2,
-            margin=0.02,
-            track=seq,
-            quality=0.8,
-            has_snapshot=False,
-        )
-    )
+    return hub, clock
 
 
 def test_unknown_faces_fold_into_one_alert_that_is_published_and_notified(
@@ -116,7 +79,7 @@ def test_unknown_faces_fold_into_one_alert_that_is_published_and_notified(
     with probe(broker, SITE.hub_alert()) as alerts:
         for seq in range(1, 11):
             clock.now += timedelta(seconds=20)
-            hub.handle_batch([(Received(SITE.device_event("door-1"), _unknown(seq, clock.now), 1, False), 0.0)])
+            feed(hub, make_event(seq=seq, at=clock.now))
         assert alerts.wait_for(lambda ms: len(ms) >= 10, 10)
     published = [wire.decode(m.topic, m.payload)[1] for m in alerts.messages]
     assert {a.alert_id for a in published if isinstance(a, wire.Alert)} == {hub.alerting.list()[0].alert_id}
@@ -149,7 +112,7 @@ def test_alerts_are_listed_and_acknowledged_through_the_api(
     broker: TestBroker, alert_hub: tuple[HubService, Clock]
 ) -> None:
     hub, clock = alert_hub
-    hub.handle_batch([(Received(SITE.device_event("door-1"), _unknown(1, clock.now), 1, False), 0.0)])
+    feed(hub, make_event(seq=1, at=clock.now))
     with HubClient(settings_for(broker), SITE, "tui-alerts") as client:
         (listed,) = client.call("alerts.list", {"state": "open"})
         acknowledged = client.call("alerts.acknowledge", {"alert_id": listed["alert_id"]})
@@ -167,7 +130,7 @@ def test_a_failing_notifier_raises_its_own_alert_and_clears_it(
     _, webhook = servers
     with webhook.lock:
         webhook.fail_times = 1000
-    hub.handle_batch([(Received(SITE.device_event("door-1"), _unknown(1, clock.now), 1, False), 0.0)])
+    feed(hub, make_event(seq=1, at=clock.now))
 
     def failing_alerts() -> list[str]:
         hub.alerting.tick(clock.now)
@@ -239,29 +202,14 @@ def test_telegram_attendance_command_answers_with_first_in_photos(
     hub, clock = alert_hub
     telegram, _ = servers
     person_id = hub.store.add_person("Ana Costa", clock.now)
-    event = wire.Event(
-        event_id=str(ULID()),
-        device="door-1",
-        seq=1,
-        at=clock.now,
-        type="seen",
-        person_id=person_id,
-        score=0.8,
-        margin=0.3,
-        track=1,
-        quality=0.9,
-        has_snapshot=True,
+    event = make_event(
+        device="door-1", seq=1, at=clock.now, person_id=person_id, score=0.8, margin=0.3, quality=0.9, has_snapshot=True
     )
     photo = (faces_dir / "Barack_Obama" / "obama.jpg").read_bytes()
     snapshot = wire.Snapshot(
         event_id=event.event_id, device="door-1", at=clock.now, content_type="image/jpeg", width=1, height=1, data=photo
     )
-    hub.handle_batch(
-        [
-            (Received(SITE.device_event("door-1"), wire.encode(event), 1, False), 0.0),
-            (Received(SITE.device_snapshot("door-1"), wire.encode(snapshot), 1, False), 0.0),
-        ]
-    )
+    feed(hub, event, snapshot)
     telegram.push(111, f"/attendance {clock.now.date().isoformat()}")
     assert wait_until(lambda: any(p[2] == photo for p in telegram.photos), 40), "the first-in photo is sent"
     assert any("Ana Costa: in 09:00" in text for _, text in telegram.messages)

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,47 +27,18 @@ from edge.protocol.mqtt import MqttLink, Received
 from edge.recognition.engine import build_engine
 from edge.recognition.faces import FaceEngine, enrol_people
 from edge.recognition.gallery_codec import GalleryAssembler, GalleryError
-from hub.config import HubConfig
 from hub.service import HubService
-from hub.store import HubStore
 from rollcall.tools.doorclip import GroundTruth, generate_door_clip
 from tests.conftest import REPO_ROOT
 from tests.helpers.brokers import TestBroker
+from tests.helpers.factories import make_event
+from tests.helpers.hub import HubStarter, feed, hub_config
 from tests.helpers.mqtt import Collector, probe, settings_for
 from tests.integration.test_edge_service import EdgeProcess, outbox_depth, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
 SITE = wire.Topics("hq")
-
-
-def hub_config(tmp_path: Path, broker: TestBroker, model_dir: Path) -> Path:
-    """A hub config on the test broker with its database and key under tmp_path."""
-    path = tmp_path / "hub.toml"
-    path.write_text(
-        f"""
-[site]
-id = "hq"
-timezone = "Europe/Berlin"
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-keepalive_s = 5
-reconnect_min_s = 1
-reconnect_max_s = 2
-
-[hub]
-database = "{tmp_path / "hub-data" / "rollcall.db"}"
-data_dir = "{tmp_path / "hub-data"}"
-key_file = "{tmp_path / "hub-data" / "hub.key"}"
-models_dir = "{model_dir}"
-
-[attendance]
-settle_out_after_min = 1
-"""
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -78,28 +48,13 @@ def engine(model_dir: Path) -> FaceEngine:
 
 
 @pytest.fixture
-def hub(broker: TestBroker, tmp_path: Path, model_dir: Path, engine: FaceEngine) -> Iterator[HubService]:
+def hub(start_hub: HubStarter, engine: FaceEngine) -> HubService:
     """A running hub service in this process."""
     from hub.enrol import Enroller
 
-    config = load_config(HubConfig, hub_config(tmp_path, broker, model_dir), "hub", {})
-    store = HubStore.from_settings(config.hub)
-    enroller = Enroller(engine, store, engine.embedder.model_id, wire.now_utc)
-    service = HubService(
-        config,
-        store,
-        model_id=engine.embedder.model_id,
-        embedding_size=engine.embedder.embedding_size,
-        enrol_photos=enroller.enrol_photos,
-        enrol_capture=enroller.embed_capture,
+    return start_hub(
+        engine=engine, enrolment=lambda store: Enroller(engine, store, engine.embedder.model_id, wire.now_utc)
     )
-    service.start()
-    assert service.link.wait_subscribed(10)
-    try:
-        yield service
-    finally:
-        service.stop()
-        store.close()
 
 
 def test_a_door_clip_becomes_attendance_that_matches_its_ground_truth(
@@ -191,24 +146,6 @@ def test_request_api_serves_people_presence_events_and_devices(
     assert {row["action"] for row in audit} >= {"person.add", "person.enrol_photos"}
 
 
-def _event(device: str, seq: int, at: datetime, person: str | None = "p-unknown") -> wire.Event:
-    from ulid import ULID
-
-    return wire.Event(
-        event_id=str(ULID()),
-        device=device,
-        seq=seq,
-        at=at,
-        type="seen",
-        person_id=person,
-        score=0.7,
-        margin=0.2,
-        track=seq,
-        quality=0.8,
-        has_snapshot=False,
-    )
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     leaf=st.sampled_from(["event", "snapshot", "capture", "status", "health"]),
@@ -223,8 +160,8 @@ def test_malformed_payloads_are_dead_lettered_and_the_hub_stays_up(hub: HubServi
     before = hub.store.dead_letter_count()
     hub.handle_batch([(Received(f"rollcall/hq/device/door-9/{leaf}", junk, 1, False), 0.0)])
     assert hub.store.dead_letter_count() == before + 1
-    good = _event("door-9", 1_000_000 + before, wire.now_utc())
-    hub.handle_batch([(Received(SITE.device_event("door-9"), wire.encode(good), 1, False), 0.0)])
+    good = make_event(device="door-9", seq=1_000_000 + before, at=wire.now_utc(), person_id="p-unknown", score=0.7)
+    feed(hub, good)
     assert hub.store.get_event(good.event_id) is not None, "the hub keeps working after garbage"
 
 
@@ -330,8 +267,10 @@ def test_people_and_report_commands(
     assert main(["people", "list", "--config", config]) == 0
     assert "Barack Obama" in capsys.readouterr().out
     person_id = hub.store.list_people()[0].id
-    event = _event("door-1", 1, datetime(2026, 11, 23, 8, 0, tzinfo=UTC), person=person_id)
-    hub.handle_batch([(Received(SITE.device_event("door-1"), wire.encode(event), 1, False), 0.0)])
+    event = make_event(
+        device="door-1", seq=1, at=datetime(2026, 11, 23, 8, 0, tzinfo=UTC), person_id=person_id, score=0.7
+    )
+    feed(hub, event)
     assert main(["report", "attendance", "--from", "2026-11-23", "--format", "csv", "--config", config]) == 0
     report = capsys.readouterr().out.splitlines()
     assert report[0].startswith("day,person_id,name,first_in")
@@ -369,10 +308,10 @@ def test_device_enrolment_captures_become_templates_and_presence_survives_a_rest
         height=100,
         data=crop,
     )
-    hub.handle_batch([(Received(SITE.device_capture("door-1"), wire.encode(capture), 1, False), 0.0)])
+    feed(hub, capture)
     assert hub.store.template_counts(hub.model_id) == {person_id: 1}
-    event = _event("door-1", 1, now - timedelta(minutes=1), person=person_id)
-    hub.handle_batch([(Received(SITE.device_event("door-1"), wire.encode(event), 1, False), 0.0)])
+    event = make_event(device="door-1", seq=1, at=now - timedelta(minutes=1), person_id=person_id, score=0.7)
+    feed(hub, event)
     assert [e.state for e in hub.presence_payload(now).people] == ["in"]
     hub.stop()
     again = HubService(

@@ -11,21 +11,18 @@ from typing import Any, TypeVar
 
 import pytest
 from textual.pilot import Pilot
-from ulid import ULID
 
 from edge.protocol import wire
-from edge.protocol.config import load_config
 from edge.protocol.hub_client import HubClient
-from edge.protocol.mqtt import MqttLink, Received
+from edge.protocol.mqtt import MqttLink
 from edge.recognition.engine import build_engine
 from edge.recognition.faces import FaceEngine
-from hub.config import HubConfig
 from hub.enrol import Enroller
 from hub.service import HubService
-from hub.store import HubStore
 from tests.helpers.brokers import TestBroker
+from tests.helpers.factories import make_event
+from tests.helpers.hub import Clock, HubStarter, feed
 from tests.helpers.mqtt import settings_for
-from tests.integration.test_hub import hub_config
 from tui.app import RollcallApp
 from tui.live import LiveState
 
@@ -45,16 +42,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.filterwarnings("ignore:Image.Image.getdata is deprecated:DeprecationWarning"))
 
 
-class Clock:
-    """A hand-set clock shared by the hub and the TUI."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture(scope="session")
 def tui_engine(model_dir: Path) -> FaceEngine:
     """The default face pack, built once, for enrolment through the hub."""
@@ -68,14 +55,10 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def hub(
-    broker: TestBroker, tmp_path: Path, model_dir: Path, tui_engine: FaceEngine, clock: Clock
-) -> Iterator[HubService]:
+def hub(start_hub: HubStarter, tui_engine: FaceEngine, clock: Clock) -> HubService:
     """A running hub in this process with an entrance (door-1) and an exit (door-2) camera."""
-    path = hub_config(tmp_path, broker, model_dir)
-    path.write_text(
-        path.read_text()
-        + """
+    return start_hub(
+        """
 [schedule]
 mode = "on"
 
@@ -86,27 +69,11 @@ role = "entrance"
 [[cameras]]
 device = "door-2"
 role = "exit"
-"""
-    )
-    config = load_config(HubConfig, path, "hub", {})
-    store = HubStore.from_settings(config.hub)
-    enroller = Enroller(tui_engine, store, tui_engine.embedder.model_id, clock)
-    service = HubService(
-        config,
-        store,
-        model_id=tui_engine.embedder.model_id,
-        embedding_size=tui_engine.embedder.embedding_size,
+""",
         clock=clock,
-        enrol_photos=enroller.enrol_photos,
-        enrol_capture=enroller.embed_capture,
+        engine=tui_engine,
+        enrolment=lambda store: Enroller(tui_engine, store, tui_engine.embedder.model_id, clock),
     )
-    service.start()
-    assert service.link.wait_subscribed(10)
-    try:
-        yield service
-    finally:
-        service.stop()
-        store.close()
 
 
 @pytest.fixture
@@ -179,41 +146,6 @@ async def until(pilot: Pilot[Any], predicate: Callable[[], bool], timeout: float
         await pilot.pause(0.05)
 
 
-def event(
-    device: str, seq: int, at: datetime, person: str | None, *, kind: str = "seen", snapshot: bool = False
-) -> wire.Event:
-    """A recognition event."""
-    return wire.Event(
-        event_id=str(ULID()),
-        device=device,
-        seq=seq,
-        at=at,
-        type="left" if kind == "left" else "seen",
-        person_id=person,
-        score=0.72 if person else 0.2,
-        margin=0.2 if person else 0.02,
-        track=seq,
-        quality=0.8,
-        has_snapshot=snapshot,
-    )
-
-
-def feed(hub: HubService, *payloads: wire.Event | wire.Snapshot | wire.Status | wire.Health) -> None:
-    """Hand messages to the hub's writer path directly (as if they came from the devices)."""
-    messages = []
-    for payload in payloads:
-        if isinstance(payload, wire.Event):
-            topic = SITE.device_event(payload.device)
-        elif isinstance(payload, wire.Snapshot):
-            topic = SITE.device_snapshot(payload.device)
-        elif isinstance(payload, wire.Status):
-            topic = SITE.device_status(payload.client)
-        else:
-            topic = SITE.device_health(payload.device)
-        messages.append((Received(topic, wire.encode(payload), 1, False), 0.0))
-    hub.handle_batch(messages)
-
-
 def seed_people(hub: HubService, clock: Clock) -> dict[str, str]:
     """Ana (in through door-1), Ben (in, then out through door-2), Cleo (never seen): name → person id."""
     with hub.store_lock:
@@ -224,8 +156,8 @@ def seed_people(hub: HubService, clock: Clock) -> dict[str, str]:
     at = clock() - timedelta(minutes=50)
     feed(
         hub,
-        event("door-1", 1, at, ids["Ana"]),
-        event("door-1", 2, at + timedelta(minutes=5), ids["Ben"]),
-        event("door-2", 1, at + timedelta(minutes=30), ids["Ben"]),
+        make_event(device="door-1", seq=1, at=at, person_id=ids["Ana"]),
+        make_event(device="door-1", seq=2, at=at + timedelta(minutes=5), person_id=ids["Ben"]),
+        make_event(device="door-2", seq=1, at=at + timedelta(minutes=30), person_id=ids["Ben"]),
     )
     return ids

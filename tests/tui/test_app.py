@@ -20,8 +20,10 @@ from edge.protocol import wire
 from edge.protocol.mqtt import MqttLink, Received
 from hub.service import HubService
 from tests.helpers.brokers import TestBroker
+from tests.helpers.factories import make_event
+from tests.helpers.hub import Clock, feed
 from tests.helpers.mqtt import probe
-from tests.tui.conftest import SITE, START, Clock, event, feed, run, seed_people, until
+from tests.tui.conftest import SITE, START, run, seed_people, until
 from tui.app import RollcallApp
 from tui.cli import add_tui_arguments, run_tui
 from tui.live import LiveState
@@ -120,7 +122,7 @@ def test_presence_board_shows_in_and_out_with_counts_and_search_and_filter(
             await pilot.press("f", "f")
             assert len(view.sync.rows) == 3
             # a new sighting arrives through the hub: the board follows live
-            feed(hub, event("door-1", 3, clock() - timedelta(minutes=1), ids["Cleo"]))
+            feed(hub, make_event(device="door-1", seq=3, at=clock() - timedelta(minutes=1), person_id=ids["Cleo"]))
             await until(pilot, lambda: view.sync.rows[ids["Cleo"]][2] == "IN", what="Cleo in")
             assert "IN 2  OUT 1" in _header(app)
             assert view.sync.full_rebuilds == 0
@@ -131,8 +133,10 @@ def test_presence_board_shows_in_and_out_with_counts_and_search_and_filter(
 def test_alerts_show_the_open_alert_with_its_snapshot_and_k_and_r_change_it_in_the_hub(
     hub: HubService, clock: Clock, make_app: MakeApp, faces_dir: Path
 ) -> None:
-    faces = [event("door-1", seq, clock() - timedelta(seconds=200 - 20 * seq), None) for seq in range(1, 10)]
-    last = event("door-1", 10, clock(), None, snapshot=True)
+    faces = [
+        make_event(device="door-1", seq=seq, at=clock() - timedelta(seconds=200 - 20 * seq)) for seq in range(1, 10)
+    ]
+    last = make_event(device="door-1", seq=10, at=clock(), has_snapshot=True)
     crop = wire.Snapshot(
         event_id=last.event_id,
         device="door-1",
@@ -358,11 +362,11 @@ def test_events_screen_shows_new_events_live(
             await pilot.press("e")
             view = app.query_one(EventsView)
             await until(pilot, lambda: len(view.sync.rows) == 3, what="the seeded events")
-            fresh = event("door-1", 50, clock(), ids["Cleo"], snapshot=False)
+            fresh = make_event(device="door-1", seq=50, at=clock(), person_id=ids["Cleo"], has_snapshot=False)
             publisher.publish(SITE.device_event("door-1"), fresh)
             await until(pilot, lambda: fresh.event_id in view.sync.rows, what="the live event")
             assert view.sync.rows[fresh.event_id][1:4] == ("door-1", "SEEN", "Cleo")
-            stranger = event("door-2", 51, clock(), None)
+            stranger = make_event(device="door-2", seq=51, at=clock())
             publisher.publish(SITE.device_event("door-2"), stranger)
             await until(pilot, lambda: stranger.event_id in view.sync.rows, what="the stranger")
             assert view.sync.rows[stranger.event_id][3] == "UNKNOWN FACE"

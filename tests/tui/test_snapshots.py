@@ -12,6 +12,7 @@ from pydantic import JsonValue
 from textual.pilot import Pilot
 
 from edge.protocol import wire
+from tests.helpers.factories import make_event
 from tests.tui.conftest import START
 from tui.app import RollcallApp
 from tui.live import LiveState
@@ -119,7 +120,7 @@ def fixed_state() -> LiveState:
         person = None if seq % 5 == 4 else f"p-{seq % 7:04d}"
         live.apply(
             _ref("device", "door-1", "event"),
-            wire.Event(
+            make_event(
                 event_id=f"01M7YHSSVS0A533JN3YQJYX5{seq:02d}",
                 device="door-1" if seq % 3 else "door-2",
                 seq=seq,
@@ -128,9 +129,6 @@ def fixed_state() -> LiveState:
                 person_id=person,
                 score=0.7 if person else 0.25,
                 margin=0.2,
-                track=seq,
-                quality=0.8,
-                has_snapshot=False,
             ),
         )
     for n in range(5):

@@ -30,6 +30,7 @@ from hub.store import (
     migrate,
     open_database,
 )
+from tests.helpers.factories import make_event
 
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
 MODEL = "scrfd500m:mobilefacenet-128"
@@ -53,16 +54,14 @@ def _event(
     has_snapshot: bool = False,
     event_id: str | None = None,
 ) -> wire.Event:
-    return wire.Event(
+    return make_event(
         event_id=event_id or str(ULID.from_datetime(at)),
         device=device,
         seq=seq,
         at=at,
-        type="seen",
         person_id=person_id,
         score=0.71 if person_id else 0.2,
         margin=0.3,
-        track=seq,
         quality=0.9,
         has_snapshot=has_snapshot,
     )

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.protocol import wire
 from hub.attendance import (
     AttendanceDay,
     AttendanceRules,
@@ -30,6 +29,7 @@ from hub.presence import (
     next_expiry,
     sighting_from_event,
 )
+from tests.helpers.factories import make_event
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MON, TUE, WED = "2024-03-04", "2024-03-05", "2024-03-06"  # ordinary CET days (UTC+1)
@@ -1030,7 +1030,7 @@ def test_presence_refuses_bad_input() -> None:
 
 
 def test_sighting_from_a_wire_event_is_utc_and_skips_unknown_faces() -> None:
-    event = wire.Event(
+    event = make_event(
         event_id="01HV6Z3X9Q8J2K4M5N6P7R8S9T",
         device="in-cam",
         seq=7,
@@ -1038,10 +1038,7 @@ def test_sighting_from_a_wire_event_is_utc_and_skips_unknown_faces() -> None:
         type="left",
         person_id="ann",
         score=0.7,
-        margin=0.2,
         track=3,
-        quality=0.8,
-        has_snapshot=False,
     )
     sighting = sighting_from_event(event)
     assert sighting == Sighting("01HV6Z3X9Q8J2K4M5N6P7R8S9T", "in-cam", "ann", t(f"{MON} 08:00"), "left", False)

@@ -50,6 +50,7 @@ from hub.schedule import (
     work_start,
     work_time_between,
 )
+from tests.helpers.factories import make_event
 
 BERLIN = ZoneInfo("Europe/Berlin")
 MON, TUE, WED, THU, FRI, SAT, SUN = (f"2026-03-{d:02d}" for d in range(9, 16))
@@ -557,15 +558,13 @@ def test_late_event_from_a_device_offline_when_rules_changed_goes_through_the_bo
 
 
 def test_door_event_from_a_wire_event() -> None:
-    event = wire.Event(
+    event = make_event(
         event_id="01M7YHSSVS0A533JN3YQJYX5XD",
         device="out-cam",
         seq=3,
         at=t(f"{MON} 10:00"),
-        type="seen",
         person_id="ann",
         score=0.7,
-        margin=0.2,
         track=1,
         quality=0.9,
         has_snapshot=True,
