@@ -27,7 +27,7 @@ CHUNK_BYTES = 256 * 1024
 USER_AGENT = "rollcall-models/1"
 
 FetchAction = Literal["present", "downloaded", "extracted"]
-ProgressCallback = Callable[[str, int, "int | None"], None]
+DownloadProgress = Callable[[str, int, "int | None"], None]
 """``progress(name, bytes_done, bytes_total_or_None)``; ``bytes_done`` counts resumed bytes too."""
 
 
@@ -106,7 +106,7 @@ class _Download:
 
 
 def _download(
-    job: _Download, *, progress: ProgressCallback | None, opener: Opener, timeout: float, allow_resume: bool
+    job: _Download, *, progress: DownloadProgress | None, opener: Opener, timeout: float, allow_resume: bool
 ) -> str:
     """Download ``job.url`` into ``job.part`` (resuming what is there); returns the sha256 of the whole file."""
     import http.client
@@ -206,7 +206,7 @@ def _download(
 def _download_with_retries(
     job: _Download,
     *,
-    progress: ProgressCallback | None,
+    progress: DownloadProgress | None,
     opener: Opener,
     timeout: float,
     retries: int,
@@ -356,7 +356,7 @@ def fetch_pack(
     pack: str | None,
     model_dir: Path,
     *,
-    progress: ProgressCallback | None = None,
+    progress: DownloadProgress | None = None,
     base_url_override: str | None = None,
     opener: Opener = _urlopen,
     environ: Mapping[str, str] | None = None,

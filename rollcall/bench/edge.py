@@ -33,7 +33,8 @@ from edge.recognition.photos import people_folders
 from edge.recognition.pipeline import Pipeline
 from edge.recognition.tracker import Box, associate, iou_matrix
 from rollcall.bench.runner import Benchmark, Figures
-from rollcall.tools.doorclip import GroundTruth, add_sensor_noise, door_background, generate_door_clip, score_events
+from rollcall.tools.doorclip import GroundTruth, add_sensor_noise, door_background, generate_door_clip
+from rollcall.tools.doorclip_score import score_events
 
 Image = npt.NDArray[np.uint8]
 STREET_CLIP = Path("_videos") / "facenet-pytorch_video.mp4"
