@@ -11,13 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rollcall import __version__
+from rollcall.exit_codes import EXIT_BAD_INPUT, EXIT_OK
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -156,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_people_commands(roles)
     add_report_commands(roles)
 
-    from edge.recognition.packs import add_models_commands  # light: standard library only until a command runs
+    from rollcall.models_cli import add_models_commands  # light: standard library only until a command runs
 
     add_models_commands(roles)
 

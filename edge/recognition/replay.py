@@ -5,16 +5,47 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge.door.sources import FrameSource
 from edge.recognition.pipeline import FaceEvent, Pipeline
 
 log = logging.getLogger("rollcall.replay")
+
+
+class TimedFrame(Protocol):
+    """One picture with its time, as a frame source (``edge.door.sources.Frame``) hands it over."""
+
+    @property
+    def image(self) -> npt.NDArray[np.uint8]: ...
+
+    @property
+    def at(self) -> datetime: ...
+
+    @property
+    def pts_s(self) -> float: ...
+
+
+class FrameFeed(Protocol):
+    """What ``replay`` reads: a frame source (``edge.door.sources.FrameSource``); recognition needs no more of it."""
+
+    @property
+    def fps(self) -> float: ...
+
+    def read(self) -> TimedFrame | None: ...
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /
+    ) -> None: ...
+
 
 GREEN, RED, AMBER, WHITE, BLACK = (60, 200, 60), (40, 40, 230), (0, 190, 255), (255, 255, 255), (0, 0, 0)
 
@@ -59,7 +90,7 @@ class Annotator:
             self._writer = None
 
 
-def replay(source: FrameSource, pipeline: Pipeline, annotate: Path | None = None) -> Iterator[FaceEvent]:
+def replay(source: FrameFeed, pipeline: Pipeline, annotate: Path | None = None) -> Iterator[FaceEvent]:
     """Run every frame of ``source`` through ``pipeline``, yielding events as they complete."""
     annotator = Annotator(annotate, source.fps or 10.0) if annotate is not None else None
     try:

@@ -8,6 +8,8 @@ and embed every face, then match; it has no motion gate, no tracks and no votes.
 
 from __future__ import annotations
 
+import argparse
+import os
 import resource
 import tempfile
 import time
@@ -23,12 +25,16 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.protocol.progress import Progress
+from edge.recognition.engine import build_engine
 from edge.recognition.faces import FaceEngine, enrol_people, gallery_from_results
 from edge.recognition.gallery import Gallery, MatchPolicy
+from edge.recognition.packs import ModelError
 from edge.recognition.photos import people_folders
 from edge.recognition.pipeline import Pipeline
 from edge.recognition.tracker import Box, associate, iou_matrix
-from rollcall.tools.doorclip import GroundTruth, add_sensor_noise, door_background, generate_door_clip, score_events
+from rollcall.bench.runner import Benchmark, Figures
+from rollcall.tools.doorclip import GroundTruth, add_sensor_noise, door_background, generate_door_clip
+from rollcall.tools.doorclip_score import score_events
 
 Image = npt.NDArray[np.uint8]
 STREET_CLIP = Path("_videos") / "facenet-pytorch_video.mp4"
@@ -256,3 +262,55 @@ def bench_edge(
         "frames": ours.frames,
         "rss_mb": round(rss_mb, 1),
     }
+
+
+def _faces_dir(args: argparse.Namespace) -> Path | None:
+    return args.faces or (Path(os.environ["ROLLCALL_FACES_DIR"]) if os.environ.get("ROLLCALL_FACES_DIR") else None)
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    faces = _faces_dir(args)
+    if faces is None or not faces.is_dir():
+        return "rollcall bench edge: set --faces or ROLLCALL_FACES_DIR to a folder of photo folders"
+    try:
+        build_engine(args.pack, args.model_dir, threads=args.threads)  # fail early, with advice, if models are missing
+    except ModelError as exc:
+        return f"rollcall bench edge: {exc}"
+    return None
+
+
+def _measure(args: argparse.Namespace) -> Figures:
+    faces = _faces_dir(args)
+    assert faces is not None  # _check ran first
+    return bench_edge(
+        args.clip,
+        faces,
+        lambda: build_engine(args.pack, args.model_dir, threads=args.threads),
+        seed=args.seed,
+        duration_s=args.duration,
+    )
+
+
+def _report(figures: Figures, args: argparse.Namespace) -> list[str]:
+    return [
+        f"  ours     : {figures['ours_fps']:>8.1f} frames/s, {figures['cpu_s_per_frame'] * 1000:.2f} ms CPU/frame, "
+        f"{figures['rec_calls_per_face_frame']:.3f} recognitions per face-frame",
+        f"  baseline : {figures['baseline_fps']:>8.1f} frames/s, "
+        f"{figures['baseline_cpu_s_per_frame'] * 1000:.2f} ms CPU/frame, "
+        f"{figures['baseline_rec_calls_per_face_frame']:.3f} recognitions per face-frame",
+        f"  ratio    : {figures['ratio']:.2f}x",
+        f"  identity : ours {figures['identity_accuracy']:.3f}, baseline {figures['baseline_identity_accuracy']:.3f}"
+        f" ({'ground truth' if args.clip == 'door' else 'agreement with the baseline per track'})",
+        f"  empty door at 10 fps: {figures['empty_door_cpu_percent_at_10fps']:.1f} % of one core; "
+        f"peak RSS {figures['rss_mb']:.0f} MB",
+    ]
+
+
+BENCHMARK = Benchmark(
+    headline=lambda args: (
+        f"bench edge: {args.clip} clip, pack {args.pack or 'default'}, {args.threads} thread(s) each side"
+    ),
+    measure=_measure,
+    report=_report,
+    check=_check,
+)

@@ -18,8 +18,9 @@ from typing import Literal
 
 import pytest
 
-from edge.recognition import packs as models
-from edge.recognition.packs import BASE_URL_ENV, MODEL_DIR_ENV, ModelError, fetch_pack, load_manifest, verify_pack
+from edge.recognition.fetch import BASE_URL_ENV, fetch_pack
+from edge.recognition.packs import MODEL_DIR_ENV, ModelError, load_manifest, verify_pack
+from rollcall.models_cli import add_models_commands
 from tests.helpers.brokers import free_port
 
 pytestmark = pytest.mark.integration
@@ -477,7 +478,7 @@ def test_the_mirror_can_come_from_the_environment(
 
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="rollcall")
-    models.add_models_commands(parser.add_subparsers(dest="command"))
+    add_models_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result

@@ -12,7 +12,8 @@ from edge.door.sources import open_source
 from edge.recognition.faces import FaceEngine, enrol_people, gallery_from_results
 from edge.recognition.pipeline import Pipeline
 from rollcall.cli import main
-from rollcall.tools.doorclip import GroundTruth, generate_door_clip, score_events
+from rollcall.tools.doorclip import GroundTruth, generate_door_clip
+from rollcall.tools.doorclip_score import score_events
 
 
 def test_door_clip_visits_are_reported_once_and_no_stranger_is_named(

@@ -25,8 +25,8 @@ from rollcall.tools.doorclip import (
     generate_door_clip,
     plan_visits,
     render_clip,
-    score_events,
 )
+from rollcall.tools.doorclip_score import score_events
 
 W, H, FPS = 320, 180, 5
 Frame = npt.NDArray[np.uint8]

@@ -13,20 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from edge.recognition import packs as models
+from edge.protocol.progress import Progress
+from edge.recognition.fetch import mirror_url
 from edge.recognition.packs import (
     MODEL_DIR_ENV,
     ManifestError,
     ModelError,
-    ProgressBar,
     check_file,
     load_manifest,
-    mirror_url,
     parse_manifest,
     require_pack,
     resolve_model_dir,
+    sha256_file,
     verify_pack,
 )
+from rollcall.models_cli import add_models_commands
 from tests.conftest import REPO_ROOT
 
 PRESENT_HERE = {"det_500m.onnx", "det_2.5g.onnx", "face_detection_yunet_2023mar.onnx", "MobileFaceNet.onnx"}
@@ -163,7 +164,7 @@ def test_the_real_files_match_the_manifest_byte_for_byte() -> None:
         model = manifest.files[name]
         path = model_dir / name
         assert model.size == path.stat().st_size, name
-        assert models.sha256_file(path) == model.sha256, name
+        assert sha256_file(path) == model.sha256, name
     for name in PRESENT_HERE:
         assert check_file(manifest.files[name], model_dir).verified
 
@@ -392,7 +393,7 @@ def test_a_mirror_replaces_scheme_and_host_and_keeps_the_path() -> None:
 def test_the_progress_bar_shows_bytes_percent_and_rate() -> None:
     stream = io.StringIO()
     clock = iter([0.0, 1.0, 2.0])
-    bar = ProgressBar(stream, clock=lambda: next(clock), tty=False, width=10)
+    bar = Progress(unit="bytes", stream=stream, clock=lambda: next(clock), tty=False, width=10)
     bar("det.onnx", 0, 4_000_000)
     bar("det.onnx", 2_000_000, 4_000_000)
     bar("det.onnx", 4_000_000, 4_000_000)
@@ -405,7 +406,7 @@ def test_the_progress_bar_shows_bytes_percent_and_rate() -> None:
 def test_the_progress_bar_redraws_in_place_on_a_terminal() -> None:
     stream = io.StringIO()
     times = iter([0.0, 0.01, 0.5, 1.0])
-    bar = ProgressBar(stream, clock=lambda: next(times), tty=True, interval_s=0.1)
+    bar = Progress(unit="bytes", stream=stream, clock=lambda: next(times), tty=True, interval_s=0.1)
     for done in (0, 10, 50, 100):
         bar("x.onnx", done, 100)
     out = stream.getvalue()
@@ -418,7 +419,7 @@ def test_the_progress_bar_redraws_in_place_on_a_terminal() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollcall")
-    models.add_models_commands(parser.add_subparsers(dest="command"))
+    add_models_commands(parser.add_subparsers(dest="command"))
     return parser
 
 
