@@ -24,6 +24,7 @@ from ulid import ULID
 
 from edge.agent.activity import IntervalMerger, Unavailable, XActivity, decide_state
 from edge.agent.commands import Desktop
+from edge.agent.config import AgentConfig
 from edge.agent.files import FileWatcher
 from edge.agent.screen import (
     CaptureUnavailable,
@@ -33,7 +34,6 @@ from edge.agent.screen import (
     small_grey,
     thumbnail,
 )
-from edge.agent.config import AgentConfig
 from edge.protocol import wire
 from edge.runtime.device import DeviceService
 from edge.runtime.outbox import OutboxFull

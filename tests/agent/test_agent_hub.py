@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.agent.service import AgentService
 from edge.agent.config import AgentConfig
+from edge.agent.service import AgentService
 from edge.protocol.config import load_config
 from hub.config import HubConfig
 from hub.service import HubService
