@@ -9,16 +9,15 @@ from datetime import datetime
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 from ulid import ULID
 
+from edge.door.sources import Image
 from edge.protocol import wire
 from edge.recognition.faces import FaceEngine
 from edge.runtime.outbox import Outbox, OutboxFull
 
 log = logging.getLogger("rollcall.edge")
 
-Image = npt.NDArray[np.uint8]
 ENROL_SPACING_S = 0.3
 ENROL_TIMEOUT_S = 30.0
 SNAPSHOT_MAX_WIDTH = 1280

@@ -17,13 +17,12 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
 from edge.door.commands import FrameCommands
 from edge.door.config import EdgeConfig
 from edge.door.events import store_event
 from edge.door.gallery_store import GalleryStore
-from edge.door.sources import FrameSource, SourceError, open_source
+from edge.door.sources import FrameSource, Image, SourceError, open_source
 from edge.protocol import wire
 from edge.protocol.config import ConfigError, load_config
 from edge.recognition.faces import FaceEngine
@@ -38,8 +37,6 @@ from edge.runtime.outbox import OutboxMessage
 from edge.runtime.systemd import SystemdNotifier
 
 log = logging.getLogger("rollcall.edge")
-
-Image = npt.NDArray[np.uint8]
 
 
 @dataclass
