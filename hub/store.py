@@ -21,10 +21,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from ulid import ULID
 
 from edge.protocol import wire
-from edge.recognition.gallery_codec import GalleryError, ensure_key, read_keys
-from edge.recognition.gallery_codec import (
-    _write_atomic as write_atomic,  # temp file, fsync, rename, fsync folder; mode 0600
-)
+from edge.protocol.files import write_atomic  # temp file, fsync, rename, fsync folder; mode 0600
+from edge.runtime.keys import KeyFileError, ensure_key, read_keys
 from hub.config import HubSettings
 
 # How the store keeps data safe, for the reader of the hub:
@@ -642,7 +640,7 @@ class HubStore:
                 )
         try:
             ensure_key(self.key_file)
-        except GalleryError as exc:
+        except KeyFileError as exc:
             raise StoreError(str(exc)) from None
         fernet = self._crypto()
         if check is None:
@@ -666,7 +664,7 @@ class HubStore:
         if self._fernet is None or signature != self._key_signature:
             try:
                 keys = read_keys(self.key_file)
-            except GalleryError as exc:
+            except KeyFileError as exc:
                 raise StoreError(str(exc)) from None
             except OSError as exc:
                 raise StoreError(f"cannot read key file {self.key_file}: {exc.strerror or exc}") from None
@@ -700,7 +698,7 @@ class HubStore:
             self._decrypt(path.read_bytes(), f"picture {path}")
         try:
             keys = read_keys(self.key_file)
-        except GalleryError as exc:
+        except KeyFileError as exc:
             raise StoreError(str(exc)) from None
         new_key = Fernet.generate_key()
         write_atomic(self.key_file, b"".join(key + b"\n" for key in [new_key, *keys]))

@@ -26,7 +26,7 @@ def _config_model(role: str) -> type[BaseModel]:
 
         return EdgeConfig
     if role == "agent":
-        from edge.door.config import AgentConfig
+        from edge.agent.config import AgentConfig
 
         return AgentConfig
     if role == "hub":

@@ -1,4 +1,5 @@
 """The workstation agent (``rollcall agent run``): screen thumbnails, activity, file changes, commands.
 
-It runs visibly in the user's desktop session and reuses the door device's outbox and MQTT link. See docs/agent.md.
+It runs visibly in the user's desktop session and shares the device runtime (outbox, publisher, MQTT link) with the
+door device. See docs/agent.md.
 """

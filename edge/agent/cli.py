@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -22,35 +21,15 @@ def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def run_agent(args: argparse.Namespace) -> int:
     """``rollcall agent run``."""
-    import signal
-    from importlib.metadata import PackageNotFoundError, version
-
+    from edge.agent.config import AgentConfig
     from edge.agent.service import AgentService
-    from edge.door.config import AgentConfig
-    from edge.protocol.config import ConfigError, load_config
+    from edge.runtime.launcher import launch
     from edge.runtime.outbox import OutboxError
 
-    try:
-        software = f"rollcall {version('rollcall')}"
-    except PackageNotFoundError:
-        software = "rollcall"
-    try:
-        config = load_config(AgentConfig, args.config, "agent")
-    except ConfigError as exc:
-        print(f"rollcall agent: {args.config}: the config has problems:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
-    try:
-        service = AgentService(config, software=software)
-    except (OutboxError, OSError) as exc:
-        print(f"rollcall agent: {exc}", file=sys.stderr)
-        return 2
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: service.stop_event.set())
-    print(f"rollcall agent: {config.summary()}", file=sys.stderr, flush=True)
-    service.run()
-    return 0
+    def build(config: AgentConfig, software: str) -> AgentService:
+        return AgentService(config, software=software)
+
+    return launch("agent", AgentConfig, args.config, build, (OutboxError, OSError))
 
 
 def main(argv: list[str] | None = None) -> int:

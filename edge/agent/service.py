@@ -24,6 +24,7 @@ from ulid import ULID
 
 from edge.agent.activity import IntervalMerger, Unavailable, XActivity, decide_state
 from edge.agent.commands import Desktop
+from edge.agent.config import AgentConfig
 from edge.agent.files import FileWatcher
 from edge.agent.screen import (
     CaptureUnavailable,
@@ -33,12 +34,10 @@ from edge.agent.screen import (
     small_grey,
     thumbnail,
 )
-from edge.door.config import AgentConfig
 from edge.protocol import wire
-from edge.protocol.mqtt import MqttLink, Received
-from edge.runtime.outbox import Outbox, OutboxFull
-from edge.runtime.publisher import OutboxPublisher
-from edge.runtime.systemd import Notifier
+from edge.runtime.device import DeviceService
+from edge.runtime.outbox import OutboxFull
+from edge.runtime.systemd import SystemdNotifier
 
 log = logging.getLogger("rollcall.agent")
 
@@ -54,22 +53,9 @@ _DUMMY_ULID = "0" * 26
 Session = Literal["start", "end"] | None
 
 
-def collected(config: AgentConfig) -> list[str]:
-    """What this agent collects besides activity (idle/active intervals and sessions), in words."""
-    return [
-        name
-        for name, on in (
-            ("screen thumbnails", config.capture.thumbnails),
-            ("window titles", config.activity.window_titles),
-            ("file changes", config.files.enabled),
-        )
-        if on
-    ]
-
-
 def software_line(software: str, config: AgentConfig) -> str:
     """The retained status's ``software``: the version and what is collected, visible to anyone watching."""
-    what = ", ".join(["activity", *collected(config)])
+    what = ", ".join(["activity", *config.collected()])
     return f"{software} agent (collecting: {what})"[:256]
 
 
@@ -131,7 +117,7 @@ class AgentState:
     problems: list[str] = field(default_factory=list)
 
 
-class AgentService:
+class AgentService(DeviceService):
     """One workstation agent. Build it, :meth:`start` it, :meth:`stop` it (or :meth:`run` until SIGTERM)."""
 
     def __init__(
@@ -139,7 +125,7 @@ class AgentService:
         config: AgentConfig,
         *,
         software: str = "rollcall",
-        notifier: Notifier | None = None,
+        notifier: SystemdNotifier | None = None,
         display: str | None = None,
         sample_s: float = 1.0,
         desktop: Desktop | None = None,
@@ -147,10 +133,7 @@ class AgentService:
     ) -> None:
         self.config = config
         self.agent = config.agent.id
-        self.topics = wire.Topics(config.site.id, config.site.topic_prefix)
-        self.stop_event = threading.Event()
         self.state = AgentState()
-        self.notifier = notifier or Notifier()
         self.display = display
         self.sample_s = sample_s
         self._clock = clock
@@ -159,7 +142,7 @@ class AgentService:
             self.user: str | None = getpass.getuser()[:256]
         except (KeyError, OSError):
             self.user = None
-        self.collecting = collected(config)
+        self.collecting = config.collected()
         self.desktop = desktop or Desktop(
             lock_command=config.commands.lock_command,
             unlock_command=config.commands.unlock_command,
@@ -169,23 +152,18 @@ class AgentService:
 
         data_dir = config.agent.data_dir
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.outbox = Outbox(data_dir / "outbox.db", max_bytes=int(config.outbox.max_mb * 1_000_000))
-        self.link = MqttLink(
-            config.mqtt,
-            client_id=config.mqtt.client_id_for("agent", self.agent),
-            status_topic=self.topics.agent_status(self.agent),
-            status_entity=self.agent,
+        super().__init__(
+            role="agent",
+            entity=self.agent,
+            site=config.site,
+            mqtt=config.mqtt,
+            outbox=config.outbox,
+            data_dir=data_dir,
             software=software_line(software, config),
-            on_message=self._on_message,
+            notifier=notifier,
+            logger=log,
         )
-        for topic in (self.topics.agent_ack(self.agent), self.topics.agent_command(self.agent)):
-            self.link.subscribe(topic, qos=1)
-        self.publisher = OutboxPublisher(
-            self.outbox,
-            self.link,
-            max_in_flight=config.outbox.max_in_flight,
-            resend_after_s=config.outbox.resend_after_s,
-        )
+        self.link.subscribe(self.topics.agent_command(self.agent), qos=1)
         self.files = (
             FileWatcher(config.files.watch, config.files.include, config.files.exclude, clock=clock)
             if config.files.enabled
@@ -249,12 +227,6 @@ class AgentService:
         self.desktop.close()
         self.outbox.close()
         log.info("rollcall agent %s stopped", self.agent)
-
-    def run(self) -> None:
-        """Start and block until the stop event (SIGTERM/SIGINT set it from the CLI)."""
-        self.start()
-        self.stop_event.wait()
-        self.stop()
 
     # --- screen --------------------------------------------------------------------------------------------------
 
@@ -479,17 +451,8 @@ class AgentService:
 
     # --- MQTT thread ---------------------------------------------------------------------------------------------
 
-    def _on_message(self, message: Received) -> None:
-        try:
-            ref, payload = wire.decode(message.topic, message.payload)
-        except wire.WireError as exc:
-            log.warning("ignored a malformed message: %s", exc)
-            return
-        if ref.entity != self.agent:
-            return
-        if isinstance(payload, wire.Ack):
-            self.publisher.on_ack(payload)
-        elif isinstance(payload, wire.AgentCommand):
+    def _on_payload(self, payload: object) -> None:
+        if isinstance(payload, wire.AgentCommand):
             age = (self._clock() - payload.at).total_seconds()
             if age > COMMAND_MAX_AGE_S:
                 log.warning(

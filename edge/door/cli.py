@@ -1,4 +1,4 @@
-"""The ``rollcall edge`` subcommands of the recognition engine: ``eval`` and ``replay``."""
+"""The ``rollcall edge`` subcommands: ``run`` (the door device service), ``eval`` and ``replay`` (the engine)."""
 
 from __future__ import annotations
 
@@ -157,29 +157,14 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def run_service(args: argparse.Namespace) -> int:
     """``rollcall edge run``."""
-    import signal
-    from importlib.metadata import PackageNotFoundError, version
-
     from edge.door.config import EdgeConfig
     from edge.door.service import EdgeService, quality_limits
-    from edge.protocol.config import ConfigError, load_config
     from edge.recognition.engine import build_engine
     from edge.recognition.packs import ModelError
+    from edge.runtime.launcher import launch
     from edge.runtime.outbox import OutboxError
 
-    try:
-        software = f"rollcall {version('rollcall')}"
-    except PackageNotFoundError:
-        software = "rollcall"
-
-    try:
-        config = load_config(EdgeConfig, args.config, "edge")
-    except ConfigError as exc:
-        print(f"rollcall edge: {args.config}: the config has problems:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
-    try:
+    def build(config: EdgeConfig, software: str) -> EdgeService:
         engine = build_engine(
             config.models.pack,
             config.models.dir,
@@ -188,11 +173,6 @@ def run_service(args: argparse.Namespace) -> int:
             detector_input=config.recognition.detector_input,
             limits=quality_limits(config),
         )
-        service = EdgeService(config, engine=engine, config_path=args.config, software=software)
-    except (ModelError, OutboxError, OSError) as exc:
-        return _fail(str(exc))
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: service.stop_event.set())
-    print(f"rollcall edge: {config.summary()}", file=sys.stderr, flush=True)
-    service.run()
-    return 0
+        return EdgeService(config, engine=engine, config_path=args.config, software=software)
+
+    return launch("edge", EdgeConfig, args.config, build, (ModelError, OutboxError, OSError))

@@ -16,43 +16,27 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-import cv2
 import numpy as np
-import numpy.typing as npt
-from ulid import ULID
 
+from edge.door.commands import FrameCommands
 from edge.door.config import EdgeConfig
-from edge.door.sources import FrameSource, SourceError, open_source
+from edge.door.events import store_event
+from edge.door.gallery_store import GalleryStore
+from edge.door.sources import FrameSource, Image, SourceError, open_source
 from edge.protocol import wire
 from edge.protocol.config import ConfigError, load_config
-from edge.protocol.mqtt import MqttLink, Received
 from edge.recognition.faces import FaceEngine
 from edge.recognition.gallery import Gallery, MatchPolicy
-from edge.recognition.gallery_codec import GalleryAssembler, GalleryError, GalleryStore, check_compatible, ensure_key
+from edge.recognition.gallery_codec import GalleryAssembler, GalleryError, check_compatible
 from edge.recognition.pipeline import FaceEvent, Pipeline, PipelineSettings
 from edge.recognition.quality import QualityLimits
+from edge.runtime.device import DeviceService
 from edge.runtime.health import CpuMeter, disk_free_mb, read_temperature_c
-from edge.runtime.outbox import Outbox, OutboxFull, OutboxMessage
-from edge.runtime.publisher import OutboxPublisher
-from edge.runtime.systemd import Notifier
+from edge.runtime.keys import ensure_key
+from edge.runtime.outbox import OutboxMessage
+from edge.runtime.systemd import SystemdNotifier
 
 log = logging.getLogger("rollcall.edge")
-
-Image = npt.NDArray[np.uint8]
-ENROL_SPACING_S = 0.3
-ENROL_TIMEOUT_S = 30.0
-SNAPSHOT_MAX_WIDTH = 1280
-
-
-@dataclass
-class _Capture:
-    """A command in progress that needs frames."""
-
-    command: wire.DeviceCommand
-    total: int
-    deadline_pts: float | None = None
-    taken: int = 0
-    last_pts: float = float("-inf")
 
 
 @dataclass
@@ -76,23 +60,7 @@ def quality_limits(config: EdgeConfig, base: QualityLimits | None = None) -> Qua
     )
 
 
-def _jpeg(image: Image, max_width: int) -> tuple[bytes, int, int]:
-    height, width = image.shape[:2]
-    if width > max_width:
-        scale = max_width / width
-        image = np.asarray(cv2.resize(image, (max_width, max(1, round(height * scale))), interpolation=cv2.INTER_AREA))
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return encoded.tobytes(), int(image.shape[1]), int(image.shape[0])
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return (int(decoded.shape[1]), int(decoded.shape[0])) if decoded is not None else (1, 1)
-
-
-class EdgeService:
+class EdgeService(DeviceService):
     """One door device. Build it, :meth:`start` it, :meth:`stop` it (or :meth:`run` until SIGTERM)."""
 
     def __init__(
@@ -102,25 +70,37 @@ class EdgeService:
         engine: FaceEngine,
         config_path: Path | None = None,
         source_factory: Callable[[EdgeConfig], FrameSource] | None = None,
-        notifier: Notifier | None = None,
+        notifier: SystemdNotifier | None = None,
         software: str = "rollcall",
     ) -> None:
         self.config = config
         self.config_path = config_path
         self.engine = engine
         self.device = config.device.id
-        self.topics = wire.Topics(config.site.id, config.site.topic_prefix)
-        self.stop_event = threading.Event()
         self.status = EdgeStatus()
-        self.notifier = notifier or Notifier()
         self._source_factory = source_factory or self._open_configured_source
         self._commands: queue.Queue[wire.DeviceCommand] = queue.Queue()
-        self._capture: _Capture | None = None
         self._reload_requested = threading.Event()
 
         data_dir = config.device.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(data_dir / "outbox.db", max_bytes=int(config.outbox.max_mb * 1_000_000))
+        super().__init__(
+            role="edge",
+            entity=self.device,
+            site=config.site,
+            mqtt=config.mqtt,
+            outbox=config.outbox,
+            data_dir=data_dir,
+            software=software,
+            notifier=notifier,
+            logger=log,
+        )
+        for topic in (
+            self.topics.device_gallery(self.device),
+            self.topics.device_gallery_chunk(self.device, 0).rsplit("/", 1)[0] + "/+",
+            self.topics.device_command(self.device),
+        ):
+            self.link.subscribe(topic, qos=1)
         key_file = config.device.key_file or data_dir / "device.key"
         ensure_key(key_file)
         self.gallery_store = GalleryStore(data_dir / "gallery.bin", key_file)
@@ -134,27 +114,7 @@ class EdgeService:
             policy=self._policy(config),
             settings=PipelineSettings(votes_needed=config.recognition.votes_needed),
         )
-        self.link = MqttLink(
-            config.mqtt,
-            client_id=config.mqtt.client_id_for("edge", self.device),
-            status_topic=self.topics.device_status(self.device),
-            status_entity=self.device,
-            software=software,
-            on_message=self._on_message,
-        )
-        for topic in (
-            self.topics.device_ack(self.device),
-            self.topics.device_gallery(self.device),
-            self.topics.device_gallery_chunk(self.device, 0).rsplit("/", 1)[0] + "/+",
-            self.topics.device_command(self.device),
-        ):
-            self.link.subscribe(topic, qos=1)
-        self.publisher = OutboxPublisher(
-            self.outbox,
-            self.link,
-            max_in_flight=config.outbox.max_in_flight,
-            resend_after_s=config.outbox.resend_after_s,
-        )
+        self.frame_commands = FrameCommands(self.device, self.topics, self.outbox, engine, self.publisher.wake)
         self._threads: list[threading.Thread] = []
 
     # --- set-up --------------------------------------------------------------------------------------------------
@@ -218,12 +178,6 @@ class EdgeService:
         self.link.stop()
         self.outbox.close()
 
-    def run(self) -> None:
-        """Start and block until the stop event (SIGTERM/SIGINT set it from the CLI)."""
-        self.start()
-        self.stop_event.wait()
-        self.stop()
-
     # --- camera thread -------------------------------------------------------------------------------------------
 
     def _camera_loop(self) -> None:
@@ -257,157 +211,30 @@ class EdgeService:
         while not self._commands.empty():
             self._begin_command(self._commands.get_nowait(), image, at, pts_s)
         self.record_events(self.pipeline.process(image, at, pts_s))
-        if self._capture is not None:
-            self._continue_enrol_capture(image, at, pts_s)
+        if self.frame_commands.capturing:
+            self.frame_commands.continue_enrolment(image, at, pts_s)
 
     def record_events(self, events: list[FaceEvent]) -> list[OutboxMessage]:
         """Store events in the outbox (durably, in order) and wake the publisher; returns what was stored."""
-        stored = [message for event in events if (message := self._store_event(event)) is not None]
+        stored: list[OutboxMessage] = []
+        for event in events:
+            message = store_event(self.outbox, self.topics, self.device, event, self.pipeline.gallery.version or None)
+            if message is not None:
+                stored.append(message)
         if events:
             self.publisher.wake()
         return stored
-
-    def _store_event(self, event: FaceEvent) -> OutboxMessage | None:
-        event_id = str(ULID())
-        gallery_version = self.pipeline.gallery.version or None
-
-        def build(seq: int) -> tuple[str, str, bytes]:
-            payload = wire.Event(
-                event_id=event_id,
-                device=self.device,
-                seq=seq,
-                at=event.at,
-                type=event.type,
-                person_id=event.person_id,
-                score=max(-1.0, min(1.0, event.score)),
-                margin=max(0.0, min(2.0, event.margin)),
-                track=event.track,
-                quality=max(0.0, min(1.0, event.quality)),
-                has_snapshot=event.snapshot_jpeg is not None,
-                gallery_version=gallery_version,
-            )
-            return event_id, self.topics.device_event(self.device), wire.encode(payload)
-
-        attachment = None
-        if event.snapshot_jpeg is not None:
-            width, height = _jpeg_size(event.snapshot_jpeg)
-            snapshot = wire.Snapshot(
-                event_id=event_id,
-                device=self.device,
-                at=event.at,
-                content_type="image/jpeg",
-                width=width,
-                height=height,
-                data=event.snapshot_jpeg,
-            )
-            attachment = (self.topics.device_snapshot(self.device), wire.encode(snapshot))
-        try:
-            return self.outbox.add(build, attachment)
-        except OutboxFull:
-            log.error("outbox full: event refused (counted in health); is the hub acking?")
-            return None
 
     # --- commands ------------------------------------------------------------------------------------------------
 
     def _begin_command(self, command: wire.DeviceCommand, image: Image, at: datetime, pts_s: float) -> None:
         log.info("command %s from %s: %s", command.command_id, command.issued_by, command.action)
         if command.action == "snapshot":
-            data, width, height = _jpeg(image, SNAPSHOT_MAX_WIDTH)
-            self._store_capture(command, "snapshot", 0, 1, True, None, None, data, width, height, at)
+            self.frame_commands.snapshot(command, image, at)
         elif command.action == "enrol_capture":
-            total = command.count or 5
-            self._capture = _Capture(command, total, deadline_pts=pts_s + ENROL_TIMEOUT_S)
+            self.frame_commands.begin_enrolment(command, pts_s)
         elif command.action == "reload_config":
             self._reload_config()
-
-    def _continue_enrol_capture(self, image: Image, at: datetime, pts_s: float) -> None:
-        capture = self._capture
-        assert capture is not None
-        if capture.deadline_pts is not None and pts_s > capture.deadline_pts:
-            message = (
-                f"nobody usable at the camera for {ENROL_TIMEOUT_S:.0f} s; {capture.taken} of {capture.total} taken"
-            )
-            if capture.taken:
-                log.warning("enrolment capture %s ended early: %s", capture.command.command_id, message)
-            data, width, height = _jpeg(image, 320)
-            index = min(capture.taken, capture.total - 1)
-            self._store_capture(
-                capture.command, "enrol", index, capture.total, True, message, None, data, width, height, at
-            )
-            self._capture = None
-            return
-        if pts_s - capture.last_pts < ENROL_SPACING_S:
-            return
-        faces = self.engine.observe(image)
-        if not faces:
-            return
-        face = max(faces, key=lambda o: o.detection.area)
-        if face.quality.problems(self.engine.limits):
-            return
-        x1, y1, x2, y2 = face.detection.box
-        pad_w, pad_h = (x2 - x1) * 0.3, (y2 - y1) * 0.3
-        h, w = image.shape[:2]
-        crop = image[
-            max(0, int(y1 - pad_h)) : min(h, int(y2 + pad_h)), max(0, int(x1 - pad_w)) : min(w, int(x2 + pad_w))
-        ]
-        data, width, height = _jpeg(np.ascontiguousarray(crop), 320)
-        final = capture.taken + 1 >= capture.total
-        self._store_capture(
-            capture.command,
-            "enrol",
-            capture.taken,
-            capture.total,
-            final,
-            None,
-            face.quality.score,
-            data,
-            width,
-            height,
-            at,
-        )
-        capture.taken += 1
-        capture.last_pts = pts_s
-        if final:
-            self._capture = None
-
-    def _store_capture(
-        self,
-        command: wire.DeviceCommand,
-        purpose: str,
-        index: int,
-        total: int,
-        final: bool,
-        message: str | None,
-        quality: float | None,
-        data: bytes,
-        width: int,
-        height: int,
-        at: datetime,
-    ) -> None:
-        capture_id = str(ULID())
-        payload = wire.Capture(
-            capture_id=capture_id,
-            device=self.device,
-            command_id=command.command_id,
-            at=at,
-            purpose="enrol" if purpose == "enrol" else "snapshot",
-            person_id=command.person_id if purpose == "enrol" else None,
-            index=index,
-            total=total,
-            final=final,
-            message=message,
-            quality=None if quality is None else max(0.0, min(1.0, quality)),
-            content_type="image/jpeg",
-            width=width,
-            height=height,
-            data=data,
-        )
-        encoded = wire.encode(payload)
-        try:
-            self.outbox.add(lambda seq: (capture_id, self.topics.device_capture(self.device), encoded))
-        except OutboxFull:
-            log.error("outbox full: capture refused")
-        self.publisher.wake()
 
     def _reload_config(self) -> None:
         if self.config_path is None:
@@ -436,17 +263,8 @@ class EdgeService:
 
     # --- MQTT thread ---------------------------------------------------------------------------------------------
 
-    def _on_message(self, message: Received) -> None:
-        try:
-            ref, payload = wire.decode(message.topic, message.payload)
-        except wire.WireError as exc:
-            log.warning("ignored a malformed message: %s", exc)
-            return
-        if ref.entity != self.device:
-            return
-        if isinstance(payload, wire.Ack):
-            self.publisher.on_ack(payload)
-        elif isinstance(payload, (wire.GalleryManifest, wire.GalleryChunk)):
+    def _on_payload(self, payload: object) -> None:
+        if isinstance(payload, (wire.GalleryManifest, wire.GalleryChunk)):
             self._on_gallery_part(payload)
         elif isinstance(payload, wire.DeviceCommand):
             if payload.action == "reload_config":

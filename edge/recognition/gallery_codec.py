@@ -1,23 +1,18 @@
-"""Gallery distribution: the rollcall-gallery-1 codec, chunked publication, assembly on the device, encrypted store."""
+"""Gallery distribution: the rollcall-gallery-1 codec, chunked publication and assembly on the device."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import re
-import stat
 import struct
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from edge.protocol.wire import MAX_BINARY_PAYLOAD_BYTES, MAX_GALLERY_CHUNKS, GalleryChunk, GalleryManifest, check_id
 from edge.recognition.gallery import Gallery
@@ -271,7 +266,7 @@ class GalleryAssembler:
         self.error: str | None = None
         """Why the latest gallery was refused; None after a gallery was accepted (or before any was refused)."""
         self.last_data: bytes | None = None
-        """The compressed bytes of the gallery :meth:`feed` returned last, for :meth:`GalleryStore.save`."""
+        """The compressed bytes of the gallery :meth:`feed` returned last, for the device's gallery store."""
         self._manifest: GalleryManifest | None = None
         self._chunks: dict[int, dict[int, bytes]] = {}  # version -> index -> data
         self._totals: dict[int, int] = {}  # version -> total the chunks claim
@@ -413,159 +408,3 @@ class GalleryAssembler:
         self.last_data = data
         self.error = None
         return gallery
-
-
-# --- encrypted store -----------------------------------------------------------------------------------------
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600: temporary file, fsync, rename over, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)  # a stale temporary file may have had another mode
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def _check_key_mode(key_file: Path) -> None:
-    info = key_file.stat()
-    if not stat.S_ISREG(info.st_mode):
-        raise GalleryError(f"key file {key_file} is not a regular file")
-    if info.st_mode & 0o077:
-        raise GalleryError(
-            f"key file {key_file} is accessible by group or others (mode {stat.S_IMODE(info.st_mode):04o}); "
-            f"run: chmod 600 {key_file}"
-        )
-
-
-def ensure_key(key_file: Path) -> None:
-    """Create ``key_file`` (mode 0600) with one new Fernet key if it is absent; refuse one open to group/others."""
-    if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = key_file.with_name(f".{key_file.name}.new-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(Fernet.generate_key() + b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            with contextlib.suppress(FileExistsError):  # another process made it first: keep theirs
-                os.link(tmp, key_file)
-        finally:
-            tmp.unlink()
-        _fsync_dir(key_file.parent)
-    _check_key_mode(key_file)
-
-
-def read_keys(key_file: Path) -> list[bytes]:
-    """The Fernet keys in ``key_file``, newest first (one per line; blank lines ignored)."""
-    _check_key_mode(key_file)
-    keys = []
-    for number, line in enumerate(key_file.read_bytes().splitlines(), start=1):
-        key = line.strip()
-        if not key:
-            continue
-        try:
-            Fernet(key)
-        except ValueError:
-            raise GalleryError(f"key file {key_file}: line {number} is not a Fernet key") from None
-        keys.append(key)
-    if not keys:
-        raise GalleryError(f"key file {key_file} holds no key")
-    return keys
-
-
-class GalleryStore:
-    """The device's gallery on disk: the compressed gallery bytes, Fernet-encrypted with the device key.
-
-    The key file holds one or more Fernet keys, newest first, one per line: the newest encrypts, any decrypts
-    (MultiFernet), so files written before a :meth:`rotate_key` stay readable.
-    """
-
-    def __init__(self, path: Path, key_file: Path) -> None:
-        """Keep the gallery at ``path``, encrypted with the keys in ``key_file``."""
-        self.path = path
-        self.key_file = key_file
-
-    def _fernet(self) -> MultiFernet:
-        try:
-            return MultiFernet([Fernet(key) for key in read_keys(self.key_file)])
-        except OSError as exc:
-            raise GalleryError(f"cannot read key file {self.key_file}: {exc.strerror or exc}") from None
-
-    def save(self, data: bytes) -> None:
-        """Encrypt and store the compressed gallery bytes atomically (mode 0600), creating the key if needed."""
-        try:
-            ensure_key(self.key_file)
-            token = self._fernet().encrypt(data)
-            _write_atomic(self.path, token)
-        except OSError as exc:
-            raise GalleryError(f"cannot save gallery {self.path}: {exc.strerror or exc}") from None
-
-    def load_data(self) -> bytes | None:
-        """The decrypted compressed gallery bytes; None when no gallery was stored."""
-        try:
-            token = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise GalleryError(f"cannot read gallery {self.path}: {exc.strerror or exc}") from None
-        if not self.key_file.exists():
-            raise GalleryError(f"gallery {self.path} is stored but its key file {self.key_file} is missing")
-        try:
-            return self._fernet().decrypt(token)
-        except InvalidToken:
-            raise GalleryError(
-                f"gallery {self.path} cannot be decrypted with the keys in {self.key_file} "
-                "(encrypted with another key, or corrupt)"
-            ) from None
-
-    def load(self) -> Gallery | None:
-        """The stored gallery; None when none was stored. Any problem raises :class:`GalleryError` naming the file."""
-        data = self.load_data()
-        if data is None:
-            return None
-        try:
-            return decode_gallery(data)
-        except GalleryError as exc:
-            raise GalleryError(f"gallery {self.path}: {exc}") from None
-
-    def rotate_key(self) -> None:
-        """Put a new key first in the key file and re-encrypt the stored gallery with it; old keys stay readable."""
-        try:
-            ensure_key(self.key_file)
-            keys = read_keys(self.key_file)
-            token = self.path.read_bytes() if self.path.exists() else None
-            if token is not None:
-                try:
-                    MultiFernet([Fernet(k) for k in keys]).decrypt(token)
-                except InvalidToken:
-                    raise GalleryError(
-                        f"gallery {self.path} cannot be decrypted with the keys in {self.key_file}; not rotating"
-                    ) from None
-            keys.insert(0, Fernet.generate_key())
-            # The key file first: should we stop between the two writes, the gallery is still under an old key
-            # that the new key file keeps.
-            _write_atomic(self.key_file, b"".join(key + b"\n" for key in keys))
-            if token is not None:
-                _write_atomic(self.path, MultiFernet([Fernet(k) for k in keys]).rotate(token))
-        except OSError as exc:
-            raise GalleryError(f"cannot rotate key {self.key_file}: {exc.strerror or exc}") from None

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Mapping
 
 
-class Notifier:
+class SystemdNotifier:
     """Sends READY=1, WATCHDOG=1, STATUS=... and STOPPING=1 to systemd when run as a Type=notify service."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:

@@ -47,8 +47,8 @@ def _start_xvfb(folder: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
 
 def bench_agent(seconds: float = 60.0, change_every_s: float = 10.0, min_interval_s: float = 5.0) -> dict[str, float]:
     """Run the agent on a still desktop with a periodic change; return the figures."""
+    from edge.agent.config import AgentConfig
     from edge.agent.service import AgentService
-    from edge.door.config import AgentConfig
 
     with tempfile.TemporaryDirectory(prefix="rollcall-bench-agent-") as scratch:
         folder = Path(scratch)

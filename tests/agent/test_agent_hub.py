@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.agent.config import AgentConfig
 from edge.agent.service import AgentService
-from edge.door.config import AgentConfig
 from edge.protocol.config import load_config
 from hub.service import HubService
 from tests.agent.conftest import XServer, wait_until, write_agent_config

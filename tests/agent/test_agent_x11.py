@@ -16,8 +16,8 @@ from PIL import Image
 from ulid import ULID
 
 from edge.agent.activity import XActivity
+from edge.agent.config import AgentConfig
 from edge.agent.service import AgentService
-from edge.door.config import AgentConfig
 from edge.protocol import wire
 from edge.protocol.config import load_config
 from rollcall.tools.receiver import AckingReceiver

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from edge.door.config import AgentConfig, EdgeConfig
+from edge.agent.config import AgentConfig
+from edge.door.config import EdgeConfig
 from edge.protocol.config import ConfigError, ConfigProblem, MqttSettings, load_config, locate_keys
 from hub.config import HubConfig
 from tests.conftest import REPO_ROOT

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pytest
 from cryptography.fernet import Fernet
 
+from edge.door.gallery_store import GalleryStore
 from edge.protocol import wire
 from edge.recognition import gallery_codec
 from edge.recognition.gallery import Gallery, MatchPolicy
@@ -27,12 +28,11 @@ from edge.recognition.gallery_codec import (
     MAX_CHUNK_BYTES,
     GalleryAssembler,
     GalleryError,
-    GalleryStore,
     build_publication,
     decode_gallery,
     encode_gallery,
-    ensure_key,
 )
+from edge.runtime.keys import KeyFileError, ensure_key
 
 T = wire.Topics("hq")
 DEVICE = "door-1"
@@ -620,7 +620,7 @@ def test_a_key_file_open_to_others_is_refused(tmp_path: Path, data: bytes, mode:
         store.load()
     with pytest.raises(GalleryError, match=message):
         store.save(data)
-    with pytest.raises(GalleryError, match=message):
+    with pytest.raises(KeyFileError, match=message):
         ensure_key(store.key_file)
     store.key_file.chmod(0o600)
     assert store.load() is not None

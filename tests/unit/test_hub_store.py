@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from ulid import ULID
 
 from edge.protocol import wire
-from edge.recognition.gallery_codec import read_keys
+from edge.runtime.keys import read_keys
 from hub.config import HubSettings
 from hub.store import (
     APPLICATION_ID,

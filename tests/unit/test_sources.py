@@ -19,7 +19,7 @@ import pytest
 from numpy.typing import NDArray
 
 from edge.door.sources import (
-    Capture,
+    CaptureBackend,
     Frame,
     FrameSource,
     ImageFolderSource,
@@ -122,7 +122,7 @@ class Script:
         self.handed: list[FakeCapture] = []
         self.asked: list[str] = []
 
-    def __call__(self, url: str) -> Capture:
+    def __call__(self, url: str) -> CaptureBackend:
         self.asked.append(url)
         capture = self.pending.pop(0) if self.pending else FakeCapture(opened=False)
         self.handed.append(capture)
@@ -466,7 +466,7 @@ def test_device_asks_the_driver_for_size_and_rate_and_stamps_live_time() -> None
     capture = FakeCapture(frames=3, fps=30.0)
     asked: list[int] = []
 
-    def factory(index: int) -> Capture:
+    def factory(index: int) -> CaptureBackend:
         asked.append(index)
         return capture
 

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from edge.runtime.health import CpuMeter, disk_free_mb, read_temperature_c
-from edge.runtime.systemd import Notifier
+from edge.runtime.systemd import SystemdNotifier
 
 
 def test_notifier_sends_ready_watchdog_and_stopping(tmp_path: Path) -> None:
@@ -15,7 +15,9 @@ def test_notifier_sends_ready_watchdog_and_stopping(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         listener.bind(address)
         listener.settimeout(2)
-        notifier = Notifier({"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "20000000", "WATCHDOG_PID": str(os.getpid())})
+        notifier = SystemdNotifier(
+            {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "20000000", "WATCHDOG_PID": str(os.getpid())}
+        )
         assert notifier.enabled and notifier.watchdog_interval_s == 10.0
         assert notifier.ready("door device running")
         assert listener.recv(1024) == b"READY=1\nSTATUS=door device running"
@@ -26,13 +28,16 @@ def test_notifier_sends_ready_watchdog_and_stopping(tmp_path: Path) -> None:
 
 
 def test_notifier_is_silent_outside_systemd() -> None:
-    notifier = Notifier({})
+    notifier = SystemdNotifier({})
     assert not notifier.enabled and notifier.watchdog_interval_s is None
     assert notifier.ready("x") is False
 
 
 def test_watchdog_for_another_process_is_not_ours() -> None:
-    assert Notifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_interval_s is None
+    assert (
+        SystemdNotifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_interval_s
+        is None
+    )
 
 
 def test_temperature_and_disk_readings(tmp_path: Path) -> None:
