@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge.protocol import wire
-from hub.attendance import (
+from hub.domain.attendance import (
     AttendanceDay,
     AttendanceRules,
     compute_days,
@@ -19,7 +19,7 @@ from hub.attendance import (
     day_is_final,
     local_day,
 )
-from hub.presence import (
+from hub.domain.presence import (
     PresenceRules,
     PresenceState,
     Role,
