@@ -9,7 +9,7 @@ Two kinds of evaluation turn plain facts into :class:`Condition` values (a rule 
   (``device_offline``, ``backlog``, ``absent``, ``late_arrival``, ``workstation_idle``, ``health``) are *lasting*:
   they say "holds" (active) or "does not hold" (cleared) for every subject on every call.
 
-The :class:`AlertBook` folds conditions into alerts (see :meth:`AlertBook.apply`).
+The alert book (:mod:`hub.alerts.book`) folds conditions into alerts.
 
 Gating: during a pause (``schedule.paused_until``) no rule fires. Outside work time only the rules whose
 ``only_during_work`` is False fire. Gating only stops *firing*: a condition that no longer holds still clears (a
@@ -19,249 +19,23 @@ the evening (it is not resolved only because work time ended).
 
 from __future__ import annotations
 
-import re
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeAlias, get_args
-
-from ulid import ULID
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal, TypeAlias
 
 from edge.protocol import wire
-from hub.presence import PRESENCE_VALUES, ROLES, SIGHTING_TYPES, PresenceValue, Role, SightingType
-from hub.schedule import RuleHistory, Schedule, is_paused, is_work_time, work_start
-
-Severity: TypeAlias = Literal["info", "warning", "critical"]
-SEVERITIES: frozenset[str] = frozenset(get_args(Severity))
-
-AlertState: TypeAlias = Literal["open", "acknowledged", "resolved"]
-ALERT_STATES: frozenset[str] = frozenset(get_args(AlertState))
-
-ChangeKind: TypeAlias = Literal["opened", "folded", "acknowledged", "resolved"]
+from edge.protocol.times import as_utc, require_aware
+from hub.alerts.history import RuleHistory
+from hub.alerts.rule_settings import RULE_NAME, LateArrivalRule
+from hub.alerts.schedule import Schedule, is_paused, is_work_time, work_start
+from hub.domain.presence import PRESENCE_VALUES, ROLES, SIGHTING_TYPES, PresenceValue, Role, SightingType
+from hub.notify.notification import SEVERITIES, Severity
 
 DeviceStatus: TypeAlias = Literal["online", "offline", "stopped"]
 
-_RULE_RE = re.compile(r"^[a-z0-9_]{1,64}$")
-
-
-def _check_aware(value: datetime, what: str) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be a timezone-aware datetime (UTC), got naive {value.isoformat()}")
-
-
-# --- rule settings ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownFaceRule:
-    """An unknown face (a ``seen`` event naming nobody) at a door; one alert per door.
-
-    ``window_min`` is the per-door rate limit: occurrences less than this apart fold into one alert (its count), so
-    a door opens at most one new alert per window; the alert resolves itself once a window passes with none.
-    Fires off-hours too by default (an unknown face at night matters more, not less).
-    """
-
-    enabled: bool = True
-    severity: Severity = "warning"
-    only_during_work: bool = False
-    window_min: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class ExitDuringWorkRule:
-    """A known person seen at an ``exit`` camera during work time (a violation); one alert per person.
-
-    ``both`` cameras never say someone went out, so they never fire this. Further exits while the alert stands fold
-    into it. With ``resolve_on_return`` the alert resolves itself when the person's presence is ``in`` again.
-    """
-
-    enabled: bool = True
-    severity: Severity = "warning"
-    only_during_work: bool = True
-    resolve_on_return: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class AbsentRule:
-    """A person who arrived today and is ``out`` again for ``after_min`` minutes of work time; one alert per person.
-
-    Breaks, evenings and pauses do not count; with ``only_during_work`` False, wall-clock minutes count and it fires
-    at any hour.
-
-    Resolves itself when they are ``in`` again, or when a new day starts (they have not arrived today).
-    """
-
-    enabled: bool = True
-    severity: Severity = "warning"
-    only_during_work: bool = True
-    after_min: float = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class LateArrivalRule:
-    """An expected person not arrived ``grace_min`` minutes after the day's scheduled work start (work days only).
-
-    Resolves itself when they arrive (presence ``in`` or arrived today) and on the next day.
-    """
-
-    enabled: bool = True
-    severity: Severity = "info"
-    only_during_work: bool = True
-    grace_min: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceOfflineRule:
-    """A door device whose status is ``offline`` (its last will) for ``after_s`` seconds.
-
-    ``stopped`` (a clean exit) counts only with ``include_stopped``. Resolves itself when the device is online again.
-    """
-
-    enabled: bool = True
-    severity: Severity = "critical"
-    only_during_work: bool = False
-    after_s: float = 120.0
-    include_stopped: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class BacklogRule:
-    """A device whose outbox is too deep or whose oldest unacked event is too old (latest health report).
-
-    Fires when the outbox holds more than ``max_depth`` events or the oldest unacked event is older than
-    ``max_oldest_unacked_s``. Resolves itself when both are within limits.
-    """
-
-    enabled: bool = True
-    severity: Severity = "warning"
-    only_during_work: bool = False
-    max_depth: int = 500
-    max_oldest_unacked_s: float = 900.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkstationIdleRule:
-    """A workstation idle for ``after_min`` minutes of work time; one alert per agent.
-
-    Off by default: it watches people, so a site opts in. Resolves itself when the workstation is active again.
-    """
-
-    enabled: bool = False
-    severity: Severity = "info"
-    only_during_work: bool = True
-    after_min: float = 15.0
-
-
-@dataclass(frozen=True, slots=True)
-class HealthRule:
-    """A device too hot or too short of disk (latest health report).
-
-    Fires above ``temperature_c_max`` or below ``disk_free_mb_min``; temperature and disk are separate alerts (keys
-    ``<device>:temperature`` and ``<device>:disk``). Each resolves itself when back within its limit.
-    """
-
-    enabled: bool = True
-    severity: Severity = "warning"
-    only_during_work: bool = False
-    temperature_c_max: float = 80.0
-    disk_free_mb_min: float = 500.0
-
-
-RuleSettings: TypeAlias = (
-    UnknownFaceRule
-    | ExitDuringWorkRule
-    | AbsentRule
-    | LateArrivalRule
-    | DeviceOfflineRule
-    | BacklogRule
-    | WorkstationIdleRule
-    | HealthRule
-)
-
-
-def _check_settings(name: str, settings: RuleSettings) -> None:
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        where = f"{name}.{f.name}"
-        if isinstance(f.default, bool):
-            if not isinstance(value, bool):
-                raise ValueError(f"{where}: must be true or false, got {value!r}")
-        elif f.name == "severity":
-            if value not in SEVERITIES:
-                raise ValueError(f"{where}: must be 'info', 'warning' or 'critical', got {value!r}")
-        elif isinstance(f.default, int):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{where}: must be a whole number >= 0, got {value!r}")
-        elif isinstance(f.default, float) and (
-            not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < float("inf")
-        ):
-            raise ValueError(f"{where}: must be a positive number, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRules:
-    """Every alert rule's settings; the defaults are in each rule's class (see the module docstring for gating)."""
-
-    unknown_face: UnknownFaceRule = UnknownFaceRule()
-    exit_during_work: ExitDuringWorkRule = ExitDuringWorkRule()
-    absent: AbsentRule = AbsentRule()
-    late_arrival: LateArrivalRule = LateArrivalRule()
-    device_offline: DeviceOfflineRule = DeviceOfflineRule()
-    backlog: BacklogRule = BacklogRule()
-    workstation_idle: WorkstationIdleRule = WorkstationIdleRule()
-    health: HealthRule = HealthRule()
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            _check_settings(f.name, getattr(self, f.name))
-
-    def to_dict(self) -> dict[str, dict[str, object]]:
-        """A JSON-ready dict: ``{rule: {setting: value}}``, every setting written."""
-        return {
-            f.name: {g.name: getattr(getattr(self, f.name), g.name) for g in fields(getattr(self, f.name))}
-            for f in fields(self)
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object], where: str = "alerts") -> AlertRules:
-        """Build from a config-like dict; rules and settings left out keep their defaults.
-
-        Raises ValueError naming the key that is wrong (``alerts.absent.after_min: must be a positive number``).
-        """
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{where}: must be a table/object, got {data!r}")
-        known = {f.name: f for f in fields(cls)}
-        parts: dict[str, RuleSettings] = {}
-        for name, raw in data.items():
-            if name not in known:
-                raise ValueError(f"{where}.{name}: unknown rule (known: {', '.join(known)})")
-            if not isinstance(raw, Mapping):
-                raise ValueError(f"{where}.{name}: must be a table/object, got {raw!r}")
-            default: RuleSettings = getattr(cls(), name)
-            settings = {g.name for g in fields(default)}
-            for key in raw:
-                if key not in settings:
-                    raise ValueError(f"{where}.{name}.{key}: unknown setting (known: {', '.join(sorted(settings))})")
-            values: dict[str, Any] = {
-                key: float(v) if isinstance(getattr(default, key), float) and _is_int(v) else v
-                for key, v in raw.items()
-            }
-            candidate = replace(default, **values)
-            _check_settings(f"{where}.{name}", candidate)
-            parts[name] = candidate
-        return cls(**parts)  # type: ignore[arg-type]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
 
 # --- facts -----------------------------------------------------------------------------------------------------
-
-
-def _utc(value: datetime, what: str) -> datetime:
-    _check_aware(value, what)
-    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +50,7 @@ class DoorEvent:
     role: Role
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "at", _utc(self.at, f"event {self.event_id}: at"))
+        object.__setattr__(self, "at", as_utc(self.at, f"event {self.event_id}: at"))
         if self.type not in SIGHTING_TYPES:
             raise ValueError(f"event {self.event_id}: type must be 'seen' or 'left', got {self.type!r}")
         if self.role not in ROLES:
@@ -311,7 +85,7 @@ class DeviceFacts:
         for name in ("status_at", "at"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, _utc(value, f"device {self.device}: {name}"))
+                object.__setattr__(self, name, as_utc(value, f"device {self.device}: {name}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +105,7 @@ class PersonFacts:
         if self.state not in PRESENCE_VALUES:
             raise ValueError(f"person {self.person_id}: state must be 'in', 'out' or 'unknown', got {self.state!r}")
         if self.since is not None:
-            object.__setattr__(self, "since", _utc(self.since, f"person {self.person_id}: since"))
+            object.__setattr__(self, "since", as_utc(self.since, f"person {self.person_id}: since"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +118,7 @@ class WorkstationFacts:
 
     def __post_init__(self) -> None:
         if self.idle_since is not None:
-            object.__setattr__(self, "idle_since", _utc(self.idle_since, f"workstation {self.agent}: idle_since"))
+            object.__setattr__(self, "idle_since", as_utc(self.idle_since, f"workstation {self.agent}: idle_since"))
 
 
 # --- conditions ------------------------------------------------------------------------------------------------
@@ -372,13 +146,13 @@ class Condition:
     fold_window: timedelta | None = None
 
     def __post_init__(self) -> None:
-        if not _RULE_RE.match(self.rule):
+        if not RULE_NAME.match(self.rule):
             raise ValueError(f"rule name {self.rule!r} must be 1-64 of a-z, 0-9, '_'")
         if len(self.key) != 2 or self.key[0] != self.rule:
             raise ValueError(f"condition key {self.key!r} must be (rule, id) with rule {self.rule!r}")
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be 'info', 'warning' or 'critical', got {self.severity!r}")
-        object.__setattr__(self, "at", _utc(self.at, f"condition {self.key}: at"))
+        object.__setattr__(self, "at", as_utc(self.at, f"condition {self.key}: at"))
         if self.device is not None:
             wire.check_id(self.device, "device id")
         if self.person_id is not None:
@@ -409,7 +183,7 @@ def evaluate_event(event: DoorEvent, history: RuleHistory, now: datetime) -> lis
     when the event's time is work time under the rules then (or always, with ``only_during_work`` False). Nothing
     fires while those rules were paused. Event rules never clear here: see :func:`evaluate_state` and the book.
     """
-    _check_aware(now, "now")
+    require_aware(now, "now")
     if event.type != "seen":
         return []
     ruleset = history.in_force(event.at)
@@ -496,7 +270,7 @@ def evaluate_state(
     disabled rule clears (so disabling a rule resolves its alerts). Health-derived rules (``backlog``, ``health``)
     judge the latest report whatever its age and say nothing while a figure is unknown (None).
     """
-    _check_aware(now, "now")
+    require_aware(now, "now")
     ruleset = history.in_force(now)
     schedule, rules = ruleset.schedule, ruleset.rules
     ev = _StateEval(schedule, now)
@@ -652,315 +426,3 @@ def _late(
         else f"{who}: no late arrival"
     )
     ev.emit(holds, rule.only_during_work, "late_arrival", person_id, rule.severity, who, message, person_id=person_id)
-
-
-# --- the alert book --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AlertRecord:
-    """One alert as it stands. ``live``: its episode goes on, so occurrences still fold into it (see the book)."""
-
-    alert_id: str
-    rule: str
-    key: tuple[str, str]
-    severity: Severity
-    subject: str
-    message: str
-    state: AlertState
-    first_at: datetime
-    last_at: datetime
-    count: int
-    device: str | None
-    person_id: str | None
-    momentary: bool
-    fold_window_s: float | None
-    live: bool
-    acknowledged_by: str | None = None
-    acknowledged_at: datetime | None = None
-    resolved_by: str | None = None
-    resolved_at: datetime | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict (times ISO 8601 in UTC, key as a 2-item list)."""
-        out: dict[str, object] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> AlertRecord:
-        """Read back what :meth:`to_dict` wrote; raises ValueError naming the field that is wrong."""
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise ValueError(f"alert record: unknown field {unknown[0]!r}")
-        values: dict[str, object] = {}
-        for name in names:
-            if name not in data:
-                if name in ("acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at"):
-                    continue
-                raise ValueError(f"alert record: missing field {name!r}")
-            value = data[name]
-            if name.endswith("_at") and value is not None:
-                if not isinstance(value, str):
-                    raise ValueError(f"alert record: {name} must be an ISO 8601 string, got {value!r}")
-                try:
-                    value = _utc(datetime.fromisoformat(value), name)
-                except ValueError:
-                    raise ValueError(f"alert record: {name} is not an ISO 8601 time with offset: {value!r}") from None
-            elif name == "key":
-                if not isinstance(value, list | tuple) or len(value) != 2 or not all(isinstance(v, str) for v in value):
-                    raise ValueError(f"alert record: key must be a list of two strings, got {value!r}")
-                value = (value[0], value[1])
-            values[name] = value
-        record = cls(**values)  # type: ignore[arg-type]
-        _check_record(record)
-        return record
-
-
-def _check_record(record: AlertRecord) -> None:
-    checks = {
-        "alert_id": isinstance(record.alert_id, str) and bool(re.match(r"^[0-9A-HJKMNP-TV-Z]{26}$", record.alert_id)),
-        "rule": isinstance(record.rule, str) and bool(_RULE_RE.match(record.rule)) and record.key[0] == record.rule,
-        "severity": record.severity in SEVERITIES,
-        "state": record.state in ALERT_STATES,
-        "count": _is_int(record.count) and record.count >= 1,
-        "subject": isinstance(record.subject, str),
-        "message": isinstance(record.message, str),
-        "momentary": isinstance(record.momentary, bool),
-        "live": isinstance(record.live, bool),
-        "fold_window_s": record.fold_window_s is None
-        or (isinstance(record.fold_window_s, int | float) and not isinstance(record.fold_window_s, bool)),
-    }
-    for name, ok in checks.items():
-        if not ok:
-            raise ValueError(f"alert record: {name} is not valid: {getattr(record, name)!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class AlertChange:
-    """What one step did to one alert; ``alert`` is the alert after it (publish ``to_wire(change.alert)``)."""
-
-    kind: ChangeKind
-    alert: AlertRecord
-
-
-def to_wire(alert: AlertRecord) -> wire.Alert:
-    """The wire payload of an alert (subject and message cut to the contract's limits)."""
-    return wire.Alert(
-        alert_id=alert.alert_id,
-        rule=alert.rule,
-        severity=alert.severity,
-        state=alert.state,
-        subject=_cut(alert.subject, 256),
-        message=_cut(alert.message, 2000),
-        first_at=alert.first_at,
-        last_at=alert.last_at,
-        count=alert.count,
-        device=alert.device,
-        person_id=alert.person_id,
-        acknowledged_by=None if alert.acknowledged_by is None else _cut(alert.acknowledged_by, 256),
-    )
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class AlertBook:
-    """Every alert and its state: a pure state machine driven by conditions and people, with ``now`` passed in.
-
-    Folding (:meth:`apply`): each key has at most one *live* alert, the one whose episode goes on.
-
-    - A lasting condition (state rule) that holds while its key has a live alert changes nothing (no count, no
-      publish: it is the same episode). Otherwise it opens a new alert (count 1).
-    - A momentary condition (event rule) folds into the key's live alert: count + 1, ``first_at``/``last_at``
-      widened to include it. With a ``fold_window`` (``unknown_face``), the episode ends once the window passes
-      after its last occurrence: an occurrence that late opens a new alert, and the book resolves the old one itself
-      at the first :meth:`apply` with ``now >= last_at + window``.
-    - A cleared condition ends the key's episode and resolves its alert if it is open or acknowledged (auto: no
-      ``resolved_by``). A later firing opens a NEW alert.
-    - Acknowledged alerts keep folding (count, last_at) and stay acknowledged. A resolved-by-hand alert's episode
-      goes on until its condition clears (or its window passes): occurrences meanwhile fold into it silently and it
-      stays resolved (the supervisor is not paged again for what they have handled).
-    """
-
-    def __init__(self, alerts: Iterable[AlertRecord] = ()) -> None:
-        self._alerts: dict[str, AlertRecord] = {}
-        self._live: dict[tuple[str, str], str] = {}
-        for alert in alerts:
-            if alert.alert_id in self._alerts:
-                raise ValueError(f"alert {alert.alert_id} appears twice")
-            if alert.live and alert.key in self._live:
-                raise ValueError(f"key {alert.key} has two live alerts")
-            self._alerts[alert.alert_id] = alert
-            if alert.live:
-                self._live[alert.key] = alert.alert_id
-
-    # -- reading --
-
-    def get(self, alert_id: str) -> AlertRecord:
-        """One alert by id (KeyError when unknown)."""
-        try:
-            return self._alerts[alert_id]
-        except KeyError:
-            raise KeyError(f"no alert {alert_id!r}") from None
-
-    def alerts(self) -> list[AlertRecord]:
-        """Every alert, in the order they were opened."""
-        return list(self._alerts.values())
-
-    def open_alerts(self) -> list[AlertRecord]:
-        """Alerts that are open or acknowledged, in the order they were opened."""
-        return [a for a in self._alerts.values() if a.state != "resolved"]
-
-    def live_alert(self, key: tuple[str, str]) -> AlertRecord | None:
-        """The alert whose episode goes on for ``key``, if any."""
-        alert_id = self._live.get(key)
-        return None if alert_id is None else self._alerts[alert_id]
-
-    @staticmethod
-    def to_wire(alert: AlertRecord) -> wire.Alert:
-        """Same as the module's :func:`to_wire`."""
-        return to_wire(alert)
-
-    # -- changing --
-
-    def apply(self, conditions: Iterable[Condition], now: datetime) -> list[AlertChange]:
-        """Fold conditions into alerts (in time order), then resolve momentary episodes whose window has passed."""
-        _check_aware(now, "now")
-        now = now.astimezone(UTC)
-        changes: list[AlertChange] = []
-        for condition in sorted(conditions, key=lambda c: c.at):
-            if condition.active:
-                self._fire(condition, now, changes)
-            else:
-                live = self.live_alert(condition.key)
-                if live is not None:
-                    self._end(live, now, changes)
-        for alert_id in list(self._live.values()):
-            alert = self._alerts[alert_id]
-            if alert.fold_window_s is not None and now >= alert.last_at + timedelta(seconds=alert.fold_window_s):
-                self._end(alert, now, changes)
-        return changes
-
-    def acknowledge(self, alert_id: str, by: str, now: datetime) -> AlertChange | None:
-        """A supervisor takes an open alert on; None when it was already acknowledged. Resolved: ValueError."""
-        _check_aware(now, "now")
-        _check_who(by)
-        alert = self.get(alert_id)
-        if alert.state == "resolved":
-            raise ValueError(f"alert {alert_id} is already resolved")
-        if alert.state == "acknowledged":
-            return None
-        return self._put(
-            "acknowledged",
-            replace(alert, state="acknowledged", acknowledged_by=by, acknowledged_at=now.astimezone(UTC)),
-        )
-
-    def resolve(self, alert_id: str, by: str, now: datetime) -> AlertChange | None:
-        """A supervisor resolves an alert by hand; None when it was already resolved.
-
-        Its episode goes on (see the class docstring), so the same condition does not open a new alert until it has
-        cleared.
-        """
-        _check_aware(now, "now")
-        _check_who(by)
-        alert = self.get(alert_id)
-        if alert.state == "resolved":
-            return None
-        return self._put("resolved", replace(alert, state="resolved", resolved_by=by, resolved_at=now.astimezone(UTC)))
-
-    def prune(self, resolved_before: datetime) -> int:
-        """Forget resolved alerts resolved before the given time whose episode has ended; returns how many."""
-        _check_aware(resolved_before, "resolved_before")
-        gone = [
-            a.alert_id
-            for a in self._alerts.values()
-            if a.state == "resolved" and not a.live and a.resolved_at is not None and a.resolved_at < resolved_before
-        ]
-        for alert_id in gone:
-            del self._alerts[alert_id]
-        return len(gone)
-
-    # -- persistence --
-
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict: ``{"alerts": [...]}`` in the order they were opened."""
-        return {"alerts": [a.to_dict() for a in self._alerts.values()]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> AlertBook:
-        """Read back what :meth:`to_dict` wrote."""
-        if set(data) != {"alerts"} or not isinstance(data["alerts"], list):
-            raise ValueError("alert book: expected {'alerts': [...]}")
-        records = []
-        for index, item in enumerate(data["alerts"]):
-            if not isinstance(item, Mapping):
-                raise ValueError(f"alert book: alerts[{index}] must be an object")
-            records.append(AlertRecord.from_dict(item))
-        return cls(records)
-
-    # -- internals --
-
-    def _put(self, kind: ChangeKind, alert: AlertRecord) -> AlertChange:
-        self._alerts[alert.alert_id] = alert
-        if alert.live:
-            self._live[alert.key] = alert.alert_id
-        elif self._live.get(alert.key) == alert.alert_id:
-            del self._live[alert.key]
-        return AlertChange(kind, alert)
-
-    def _end(self, alert: AlertRecord, now: datetime, changes: list[AlertChange]) -> None:
-        if alert.state == "resolved":
-            self._put("resolved", replace(alert, live=False))  # ended quietly: it was resolved by hand already
-            return
-        changes.append(self._put("resolved", replace(alert, state="resolved", resolved_at=now, live=False)))
-
-    def _fire(self, condition: Condition, now: datetime, changes: list[AlertChange]) -> None:
-        live = self.live_alert(condition.key)
-        if live is not None:
-            window = live.fold_window_s
-            if condition.momentary and window is not None and condition.at >= live.last_at + timedelta(seconds=window):
-                self._end(live, now, changes)  # the episode ended before this occurrence
-            elif condition.momentary:
-                folded = replace(
-                    live,
-                    count=live.count + 1,
-                    first_at=min(live.first_at, condition.at),
-                    last_at=max(live.last_at, condition.at),
-                )
-                changes.append(self._put("folded", folded))
-                return
-            else:
-                return  # a lasting condition that still holds: the same episode
-        window_s = condition.fold_window.total_seconds() if condition.fold_window is not None else None
-        alert = AlertRecord(
-            alert_id=str(ULID.from_datetime(now)),
-            rule=condition.rule,
-            key=condition.key,
-            severity=condition.severity,
-            subject=condition.subject,
-            message=condition.message,
-            state="open",
-            first_at=condition.at,
-            last_at=condition.at,
-            count=1,
-            device=condition.device,
-            person_id=condition.person_id,
-            momentary=condition.momentary,
-            fold_window_s=window_s,
-            live=True,
-        )
-        changes.append(self._put("opened", alert))
-
-
-def _check_who(by: str) -> None:
-    if not isinstance(by, str) or not by.strip() or len(by) > 256:
-        raise ValueError(f"who acknowledges or resolves must be a non-empty name of at most 256 characters, got {by!r}")
