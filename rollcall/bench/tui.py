@@ -120,7 +120,10 @@ def bench_tui(people: int = 40, cpu_seconds: float = 30.0) -> dict[str, float]:
             settings = MqttSettings(port=broker.port)
             hub_settings = HubSettings(database=folder / "hub.db", data_dir=folder / "hub", key_file=folder / "hub.key")
             config = HubConfig(
-                mqtt=settings, hub=hub_settings, site=SiteSettings(id=SITE), cameras=[CameraRoleSettings(device="door-1")]
+                mqtt=settings,
+                hub=hub_settings,
+                site=SiteSettings(id=SITE),
+                cameras=[CameraRoleSettings(device="door-1")],
             )
             store = HubStore.from_settings(hub_settings)
             now = wire.now_utc() - timedelta(minutes=1)
