@@ -1,4 +1,4 @@
-"""Alert rules and the alert book: which facts raise which alert, and how alerts fold, stand and resolve (pure).
+"""Alert rules: which facts raise which alert, judged by the rules in force at the time (pure).
 
 Two kinds of evaluation turn plain facts into :class:`Condition` values (a rule firing or clearing for a key):
 
