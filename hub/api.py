@@ -10,16 +10,20 @@ import base64
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
 from pydantic import JsonValue
 from ulid import ULID
 
 from edge.protocol import wire
+from edge.protocol.times import iso_utc
+from hub.alerts.book import to_wire
+from hub.alerts.runtime import Alerting
+from hub.alerts.schedule import is_work_time
+from hub.board import PresenceBoard
+from hub.context import HubContext
+from hub.galleries import GalleryPublisher
 from hub.store import NotFound, StoreError
-
-if TYPE_CHECKING:
-    from hub.service import HubService
 
 log = logging.getLogger("rollcall.hub.api")
 
@@ -32,10 +36,6 @@ class RequestError(Exception):
         super().__init__(message)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def _text(params: dict[str, JsonValue], key: str) -> str:
     value = params.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -44,18 +44,31 @@ def _text(params: dict[str, JsonValue], key: str) -> str:
 
 
 class RequestHandler:
-    """Serves requests on the hub's writer thread (the store's one user)."""
+    """Serves requests on the hub's writer thread (the store's one user).
+
+    ``people_changed`` is called after a person was added or renamed, ``person_erased`` after an erasure (the
+    composition root has galleries, presence and Home Assistant follow).
+    """
 
     def __init__(
         self,
-        hub: HubService,
+        context: HubContext,
         *,
+        board: PresenceBoard,
+        galleries: GalleryPublisher,
+        alerting: Alerting,
+        people_changed: Callable[[], None],
+        person_erased: Callable[[str, datetime], None],
         enrol_photos: Callable[[str, list[str]], JsonValue] | None = None,
-        enrol_capture: Callable[[bytes], tuple[Any, float, str | None]] | None = None,
     ) -> None:
-        self.hub = hub
+        self.context = context
+        self.store = context.store
+        self.board = board
+        self.galleries = galleries
+        self.alerting = alerting
+        self.people_changed = people_changed
+        self.person_erased = person_erased
         self.enrol_photos = enrol_photos
-        self.enrol_capture = enrol_capture
         self.methods: dict[str, Callable[[dict[str, JsonValue], str, datetime], JsonValue]] = {
             "people.list": self.people_list,
             "people.add": self.people_add,
@@ -100,37 +113,37 @@ class RequestHandler:
                 request_id=request.request_id, ok=False, error=wire.ReplyError(code="refused", message=str(exc)[:2000])
             )
         try:
-            self.hub.link.publish(request.reply_to, reply, qos=1)
+            self.context.publish(request.reply_to, reply, qos=1)
         except Exception:
             log.exception("could not publish the reply to %s", request.reply_to)
 
     # --- people ------------------------------------------------------------------------------------------------------
 
     def people_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
-        counts = self.hub.store.template_counts(self.hub.model_id)
+        counts = self.store.template_counts(self.context.model_id)
         return [
-            {"person_id": p.id, "name": p.name, "templates": counts.get(p.id, 0), "created_at": _iso(p.created_at)}
-            for p in self.hub.store.list_people()
+            {"person_id": p.id, "name": p.name, "templates": counts.get(p.id, 0), "created_at": iso_utc(p.created_at)}
+            for p in self.store.list_people()
         ]
 
     def people_add(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
-        person_id = self.hub.store.add_person(_text(params, "name"), now)
-        self.hub.store.audit(client, "person.add", person_id, {"name": _text(params, "name")}, now)
-        self.hub.mark_people_changed()
-        self.hub.publish_presence(now)
+        person_id = self.store.add_person(_text(params, "name"), now)
+        self.store.audit(client, "person.add", person_id, {"name": _text(params, "name")}, now)
+        self.people_changed()
+        self.board.publish(now)
         return {"person_id": person_id}
 
     def people_rename(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")
-        self.hub.store.rename_person(person_id, _text(params, "name"), now)
-        self.hub.store.audit(client, "person.rename", person_id, {"name": _text(params, "name")}, now)
-        self.hub.mark_people_changed()
+        self.store.rename_person(person_id, _text(params, "name"), now)
+        self.store.audit(client, "person.rename", person_id, {"name": _text(params, "name")}, now)
+        self.people_changed()
         return {"person_id": person_id}
 
     def people_remove(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")
-        report = self.hub.store.erase_person(person_id, now, actor=client)
-        self.hub.forget_person(person_id, now)
+        report = self.store.erase_person(person_id, now, actor=client)
+        self.person_erased(person_id, now)
         return {
             "person_id": person_id,
             "templates": report.templates,
@@ -140,7 +153,7 @@ class RequestHandler:
 
     def people_enrol_photos(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")
-        if self.hub.store.get_person(person_id) is None:
+        if self.store.get_person(person_id) is None:
             raise RequestError("not_found", f"no person {person_id}")
         paths = params.get("paths")
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
@@ -148,16 +161,16 @@ class RequestHandler:
         if self.enrol_photos is None:
             raise RequestError("unavailable", "this hub has no face models configured for enrolment")
         result: JsonValue = self.enrol_photos(person_id, [str(p) for p in paths])
-        self.hub.store.audit(client, "person.enrol_photos", person_id, {"photos": len(paths)}, now)
-        self.hub.mark_galleries_dirty()
+        self.store.audit(client, "person.enrol_photos", person_id, {"photos": len(paths)}, now)
+        self.galleries.mark_dirty()
         return result
 
     def people_enrol_at_device(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")
         device = _text(params, "device")
-        if self.hub.store.get_person(person_id) is None:
+        if self.store.get_person(person_id) is None:
             raise RequestError("not_found", f"no person {person_id}")
-        if self.hub.store.get_device(device) is None:
+        if self.store.get_device(device) is None:
             raise RequestError("not_found", f"no device {device}")
         count = params.get("count", 5)
         if not isinstance(count, int) or not 1 <= count <= 50:
@@ -165,29 +178,14 @@ class RequestHandler:
         command = wire.DeviceCommand(
             command_id=str(ULID()), at=now, action="enrol_capture", person_id=person_id, count=count, issued_by=client
         )
-        self.hub.link.publish(self.hub.topics.device_command(device), command, qos=1)
-        self.hub.store.audit(client, "person.enrol_at_device", person_id, {"device": device, "count": count}, now)
+        self.context.publish(self.context.topics.device_command(device), command, qos=1)
+        self.store.audit(client, "person.enrol_at_device", person_id, {"device": device, "count": count}, now)
         return {"command_id": command.command_id, "device": device, "count": count}
-
-    def on_enrol_capture(self, capture: wire.Capture, now: datetime) -> None:
-        """A face crop a device took for enrolment: make it a template of that person."""
-        if self.enrol_capture is None or capture.person_id is None:
-            return
-        if self.hub.store.get_person(capture.person_id) is None:
-            return
-        embedding, quality, problem = self.enrol_capture(capture.data)
-        if problem is not None or embedding is None:
-            log.info("enrolment capture %s not used: %s", capture.capture_id, problem)
-            return
-        self.hub.store.add_template(
-            capture.person_id, self.hub.model_id, embedding, quality, f"capture:{capture.capture_id}", now
-        )
-        self.hub.mark_galleries_dirty()
 
     # --- state -------------------------------------------------------------------------------------------------------
 
     def presence_get(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
-        payload = self.hub.presence_payload(now)
+        payload = self.board.payload(now)
         return [entry.model_dump(mode="json") for entry in payload.people]
 
     def attendance_day(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
@@ -195,19 +193,19 @@ class RequestHandler:
             day = date.fromisoformat(_text(params, "date"))
         except ValueError:
             raise RequestError("bad_params", "parameter 'date' must be YYYY-MM-DD") from None
-        names = {p.id: p.name for p in self.hub.store.list_people()}
+        names = {p.id: p.name for p in self.store.list_people()}
         return [
             {
                 "person_id": row.person_id,
                 "name": names.get(row.person_id),
-                "first_in": _iso(row.first_in),
-                "last_out": _iso(row.last_out),
+                "first_in": iso_utc(row.first_in),
+                "last_out": iso_utc(row.last_out),
                 "hours": round(row.present_s / 3600, 2),
                 "status": row.status,
                 "first_in_event": row.first_in_event,
                 "last_out_event": row.last_out_event,
             }
-            for row in self.hub.store.attendance(day)
+            for row in self.store.attendance(day)
         ]
 
     def events_recent(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
@@ -216,7 +214,7 @@ class RequestHandler:
             raise RequestError("bad_params", "parameter 'limit' must be an integer from 1 to 1000")
         return [
             {key: row[key] for key in ("event_id", "device", "seq", "at", "type", "person_id", "score", "has_snapshot")}
-            for row in self.hub.store.recent_events(limit)
+            for row in self.store.recent_events(limit)
         ]
 
     def devices_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
@@ -226,19 +224,19 @@ class RequestHandler:
                 "name": d.name,
                 "role": d.role,
                 "status": d.status,
-                "last_seen": _iso(d.last_seen),
+                "last_seen": iso_utc(d.last_seen),
                 "gallery_version": d.gallery_version,
                 "gallery_sent_version": d.gallery_sent_version,
                 "model_pack": d.model_pack,
-                "delivered_through": _iso(d.delivered_through),
+                "delivered_through": iso_utc(d.delivered_through),
                 "health": d.health,
             }
-            for d in self.hub.store.list_devices()
+            for d in self.store.list_devices()
         ]
 
     def snapshot_get(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         event_id = _text(params, "event_id")
-        data = self.hub.store.load_snapshot(event_id)
+        data = self.store.load_snapshot(event_id)
         if data is None:
             raise RequestError("not_found", f"no snapshot for event {event_id}")
         return {"event_id": event_id, "content_type": "image/jpeg", "data_b64": base64.b64encode(data).decode()}
@@ -252,20 +250,20 @@ class RequestHandler:
         limit = params.get("limit", 200)
         if not isinstance(limit, int) or not 1 <= limit <= 5000:
             raise RequestError("bad_params", "parameter 'limit' must be an integer from 1 to 5000")
-        records = self.hub.alerting.list(state if isinstance(state, str) else None)[:limit]
-        return [self.hub.alerting.book.to_wire(record).model_dump(mode="json") for record in records]
+        records = self.alerting.list(state if isinstance(state, str) else None)[:limit]
+        return [to_wire(record).model_dump(mode="json") for record in records]
 
     def _alert_change(self, params: dict[str, JsonValue], client: str, now: datetime, action: str) -> JsonValue:
         alert_id = _text(params, "alert_id")
         try:
             if action == "acknowledge":
-                record = self.hub.alerting.acknowledge(alert_id, client, now)
+                record = self.alerting.acknowledge(alert_id, client, now)
             else:
-                record = self.hub.alerting.resolve(alert_id, client, now)
+                record = self.alerting.resolve(alert_id, client, now)
         except KeyError:
             raise RequestError("not_found", f"no alert {alert_id}") from None
-        self.hub.store.audit(client, f"alert.{action}", alert_id, {"rule": record.rule}, now)
-        return self.hub.alerting.book.to_wire(record).model_dump(mode="json")
+        self.store.audit(client, f"alert.{action}", alert_id, {"rule": record.rule}, now)
+        return to_wire(record).model_dump(mode="json")
 
     def alerts_acknowledge(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         return self._alert_change(params, client, now, "acknowledge")
@@ -276,14 +274,12 @@ class RequestHandler:
     # --- schedule ----------------------------------------------------------------------------------------------------
 
     def schedule_get(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
-        from hub.schedule import is_work_time
-
-        ruleset = self.hub.alerting.history.latest
+        ruleset = self.alerting.latest_rules()
         return {
             "version": ruleset.version,
-            "valid_from": _iso(ruleset.valid_from),
+            "valid_from": iso_utc(ruleset.valid_from),
             "mode": ruleset.schedule.mode,
-            "paused_until": _iso(ruleset.schedule.paused_until),
+            "paused_until": iso_utc(ruleset.schedule.paused_until),
             "work_time_now": is_work_time(ruleset.schedule, now),
         }
 
@@ -303,7 +299,7 @@ class RequestHandler:
             if until.tzinfo is None:
                 raise RequestError("bad_params", "parameter 'paused_until' needs a UTC offset")
         try:
-            self.hub.alerting.set_mode(mode, until, client, now)
+            self.alerting.set_mode(mode, until, client, now)
         except ValueError as exc:
             raise RequestError("bad_params", str(exc)) from None
         return self.schedule_get({}, client, now)
@@ -316,7 +312,7 @@ class RequestHandler:
                 key: agent.get(key)
                 for key in ("id", "status", "last_seen", "user", "window_title", "window_app", "state", "state_since")
             }
-            for agent in self.hub.store.list_agents()
+            for agent in self.store.list_agents()
         ]
 
     def _agent_and_limit(self, params: dict[str, JsonValue], default: int) -> tuple[str, int]:
@@ -328,8 +324,8 @@ class RequestHandler:
 
     def agents_activity(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         agent, limit = self._agent_and_limit(params, 100)
-        return cast(JsonValue, self.hub.store.agent_activity(agent, limit))
+        return cast(JsonValue, self.store.agent_activity(agent, limit))
 
     def agents_files(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         agent, limit = self._agent_and_limit(params, 200)
-        return cast(JsonValue, self.hub.store.file_changes(agent, limit))
+        return cast(JsonValue, self.store.file_changes(agent, limit))

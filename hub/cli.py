@@ -248,12 +248,12 @@ def people_remove(args: argparse.Namespace) -> int:
 
 
 def _read_only(config: Any) -> sqlite3.Connection:
+    from hub.store.reports import open_read_only
+
     path = config.hub.database
     if not Path(path).exists():
         raise SystemExit(_fail(f"no hub database at {path} (check hub.database in {config})"))
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    connection.row_factory = sqlite3.Row
-    return connection
+    return open_read_only(path)
 
 
 def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
@@ -272,64 +272,44 @@ def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
 
 def report_attendance(args: argparse.Namespace) -> int:
     """``rollcall report attendance``."""
+    from hub.store.reports import attendance_rows
+
     config = _load(args.config)
     start = args.start or date.today()
     end = args.end or start
     if end < start:
         return _fail("--to is before --from")
-    connection = _read_only(config)
-    rows = [
-        dict(row)
-        for row in connection.execute(
-            "SELECT a.day, a.person_id, p.name, a.first_in, a.last_out, ROUND(a.present_s / 3600.0, 2) AS hours, "
-            "a.status, a.first_in_event, a.last_out_event FROM attendance a JOIN people p ON p.id = a.person_id "
-            "WHERE a.day BETWEEN ? AND ? ORDER BY a.day, p.name",
-            (start.isoformat(), end.isoformat()),
-        )
-    ]
+    rows = attendance_rows(_read_only(config), start, end)
     _emit(rows, args.format, ["day", "person_id", "name", "first_in", "last_out", "hours", "status"])
     return 0
 
 
 def report_events(args: argparse.Namespace) -> int:
     """``rollcall report events``."""
+    from hub.store.reports import recent_event_rows
+
     config = _load(args.config)
     if not 1 <= args.last <= 100_000:
         return _fail("--last must be between 1 and 100000")
-    connection = _read_only(config)
-    rows = [
-        dict(row)
-        for row in connection.execute(
-            "SELECT e.at, e.device, e.seq, e.type, e.person_id, p.name, ROUND(e.score, 3) AS score, e.has_snapshot "
-            "FROM events e LEFT JOIN people p ON p.id = e.person_id ORDER BY e.at DESC LIMIT ?",
-            (args.last,),
-        )
-    ]
+    rows = recent_event_rows(_read_only(config), args.last)
     _emit(rows, args.format, ["at", "device", "seq", "type", "person_id", "name", "score"])
     return 0
 
 
 def report_person(args: argparse.Namespace) -> int:
     """``rollcall report person``."""
+    from hub.store.reports import people_matching, person_days, person_presence
+
     config = _load(args.config)
     connection = _read_only(config)
-    found = connection.execute(
-        "SELECT id, name FROM people WHERE (id = ? OR name = ?) AND erased_at IS NULL", (args.person, args.person)
-    ).fetchall()
+    found = people_matching(connection, args.person)
     if len(found) != 1:
         return _fail(f"{'no' if not found else 'several'} people match {args.person!r}")
     person_id, name = found[0]["id"], found[0]["name"]
-    presence = connection.execute(
-        "SELECT state, since, door FROM presence WHERE person_id = ?", (person_id,)
-    ).fetchone()
+    presence = person_presence(connection, person_id)
     print(f"{name} ({person_id})")
     print(f"  now: {dict(presence) if presence else 'never seen'}")
-    since = (date.today() - timedelta(days=14)).isoformat()
-    for row in connection.execute(
-        "SELECT day, first_in, last_out, ROUND(present_s / 3600.0, 2) AS hours, status FROM attendance "
-        "WHERE person_id = ? AND day >= ? ORDER BY day DESC",
-        (person_id, since),
-    ):
+    for row in person_days(connection, person_id, date.today() - timedelta(days=14)):
         first_in, last_out = row["first_in"] or "-", row["last_out"] or "-"
         print(f"  {row['day']}: in {first_in}  out {last_out}  {row['hours']} h  {row['status']}")
     return 0

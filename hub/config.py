@@ -34,7 +34,7 @@ class RetentionSettings(Section):
     screens_days: Annotated[int, Field(ge=1, le=3650)] = 7
 
 
-class CameraSettings(Section):
+class CameraRoleSettings(Section):
     """A door device the hub knows, and which way its camera looks."""
 
     device: EntityIdSetting
@@ -123,19 +123,18 @@ class HubConfig(Section):
     """Per-rule overrides, e.g. ``[alerts.absent] minutes = 45`` (rules and keys in docs/alerts.md)."""
     notify: NotifySettings = NotifySettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
-    cameras: list[CameraSettings] = []
+    cameras: list[CameraRoleSettings] = []
+    """Known door devices; with ``hub.accept_unknown_devices`` false, messages of any other device are refused."""
 
     @field_validator("alerts")
     @classmethod
     def _known_rules(
         cls, value: dict[str, dict[str, bool | int | float | str]]
     ) -> dict[str, dict[str, bool | int | float | str]]:
-        from hub.rules import AlertRules  # the rule names and their settings live with the rules
+        from hub.alerts.rule_settings import AlertRules  # the rule names and their settings live with the rules
 
         AlertRules.from_dict(value)  # raises ValueError naming e.g. alerts.absent.after_mins
         return value
-
-    """Known door devices; with ``hub.accept_unknown_devices`` false, messages of any other device are refused."""
 
     def summary(self) -> str:
         """One line for check-config and the start-up log."""

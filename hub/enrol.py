@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
-import numpy as np
 from pydantic import JsonValue
 
-from edge.recognition.faces import FaceEngine
+from edge.protocol import wire
 from edge.recognition.photos import IMAGE_SUFFIXES
+from hub.context import HubContext
 from hub.store import HubStore
+
+if TYPE_CHECKING:
+    from edge.recognition.faces import FaceEngine
+
+log = logging.getLogger("rollcall.hub.api")
+
+EmbedCapture = Callable[[bytes], tuple[Any, float, str | None]]
+"""A device's enrolment crop (JPEG) -> embedding, quality, problem (None: usable): :meth:`Enroller.embed_capture`."""
 
 
 def photo_paths(paths: list[str]) -> list[Path]:
@@ -61,6 +70,9 @@ class Enroller:
 
     def embed_capture(self, jpeg: bytes) -> tuple[Any, float, str | None]:
         """Embedding, quality and problem (None when usable) of a device's enrolment crop."""
+        import cv2  # the face engine's libraries load only where enrolment from pictures runs
+        import numpy as np
+
         image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             return None, 0.0, "not a readable JPEG"
@@ -72,3 +84,32 @@ class Enroller:
         if problems:
             return None, face.quality.score, "; ".join(problems)
         return self.engine.embed([face])[0], face.quality.score, None
+
+
+class CaptureEnrolment:
+    """Turns the face crops a device took on an ``enrol_capture`` command into templates of that person.
+
+    ``embed`` is None when the hub has no face models (captures are then stored but not enrolled);
+    ``templates_changed`` is called after a template was added (the galleries follow).
+    """
+
+    def __init__(self, context: HubContext, embed: EmbedCapture | None, templates_changed: Callable[[], None]) -> None:
+        self.context = context
+        self.embed = embed
+        self.templates_changed = templates_changed
+
+    def on_capture(self, capture: wire.Capture, now: datetime) -> None:
+        """A face crop a device took for enrolment: make it a template of that person."""
+        store = self.context.store
+        if self.embed is None or capture.person_id is None:
+            return
+        if store.get_person(capture.person_id) is None:
+            return
+        embedding, quality, problem = self.embed(capture.data)
+        if problem is not None or embedding is None:
+            log.info("enrolment capture %s not used: %s", capture.capture_id, problem)
+            return
+        store.add_template(
+            capture.person_id, self.context.model_id, embedding, quality, f"capture:{capture.capture_id}", now
+        )
+        self.templates_changed()

@@ -23,7 +23,7 @@ from edge.protocol import wire
 from edge.protocol.config import MqttSettings, SiteSettings
 from edge.protocol.hub_client import HubClient
 from edge.protocol.mqtt import Received
-from hub.config import CameraSettings, HubConfig, HubSettings
+from hub.config import CameraRoleSettings, HubConfig, HubSettings
 from hub.service import HubService
 from hub.store import HubStore
 from rollcall.bench.runner import Benchmark, Figures
@@ -122,7 +122,10 @@ def bench_tui(people: int = 40, cpu_seconds: float = 30.0) -> dict[str, float]:
             settings = MqttSettings(port=broker.port)
             hub_settings = HubSettings(database=folder / "hub.db", data_dir=folder / "hub", key_file=folder / "hub.key")
             config = HubConfig(
-                mqtt=settings, hub=hub_settings, site=SiteSettings(id=SITE), cameras=[CameraSettings(device="door-1")]
+                mqtt=settings,
+                hub=hub_settings,
+                site=SiteSettings(id=SITE),
+                cameras=[CameraRoleSettings(device="door-1")],
             )
             store = HubStore.from_settings(hub_settings)
             now = wire.now_utc() - timedelta(minutes=1)

@@ -17,6 +17,7 @@ from pathlib import Path
 from edge.protocol import wire
 from edge.protocol.config import MqttSettings
 from edge.protocol.mqtt import MqttLink, Received
+from hub.batches import agent_acks, device_acks, drain_batches
 
 log = logging.getLogger("rollcall.receiver")
 
@@ -88,24 +89,19 @@ class AckingReceiver:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.executescript(SCHEMA)
         try:
-            while not self._stop.is_set():
-                try:
-                    first = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                batch = [first]
-                while len(batch) < self.max_batch:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                self._commit_and_ack(connection, batch)
+            drain_batches(
+                self._queue,
+                lambda batch: self._commit_and_ack(connection, batch),
+                self._stop,
+                max_batch=self.max_batch,
+                wait_s=0.1,
+            )
         finally:
             connection.close()
 
     def _commit_and_ack(self, connection: sqlite3.Connection, batch: list[Received]) -> None:
         acks: dict[str, tuple[list[str], list[str]]] = defaultdict(lambda: ([], []))
-        agent_acks: dict[str, list[str]] = defaultdict(list)
+        activity_acks: dict[str, list[str]] = defaultdict(list)
         now = time.time()
         with connection:
             for message in batch:
@@ -155,27 +151,18 @@ class AckingReceiver:
                         "INSERT OR IGNORE INTO agent_activity VALUES (?, ?, ?, ?, ?)",
                         (payload.event_id, device, payload.seq, wire.encode(payload).decode(), now),
                     )
-                    agent_acks[device].append(payload.event_id)
+                    activity_acks[device].append(payload.event_id)
         committed = time.time()
         for device, (event_ids, snapshot_ids) in acks.items():
             for event_id in event_ids:
                 self.committed_at.setdefault(event_id, committed)
-            for start in range(0, max(len(event_ids), len(snapshot_ids)), wire.MAX_ACK_IDS):
-                ack = wire.Ack(
-                    client=device,
-                    at=wire.now_utc(),
-                    event_ids=event_ids[start : start + wire.MAX_ACK_IDS],
-                    snapshot_ids=snapshot_ids[start : start + wire.MAX_ACK_IDS],
-                )
+            for ack in device_acks(device, event_ids, snapshot_ids, wire.now_utc()):
                 self.link.publish(self.topics.device_ack(device), ack, qos=1)
-        for agent, event_ids in agent_acks.items():
+        for agent, event_ids in activity_acks.items():
             for event_id in event_ids:
                 self.committed_at.setdefault(event_id, committed)
-            for start in range(0, len(event_ids), wire.MAX_ACK_IDS):
-                agent_ack = wire.Ack(
-                    client=agent, at=wire.now_utc(), event_ids=event_ids[start : start + wire.MAX_ACK_IDS]
-                )
-                self.link.publish(self.topics.agent_ack(agent), agent_ack, qos=1)
+            for ack in agent_acks(agent, event_ids, wire.now_utc()):
+                self.link.publish(self.topics.agent_ack(agent), ack, qos=1)
 
     def stored_events(self) -> list[tuple[str, str, int]]:
         """(event_id, device, seq) of every committed event, in seq order."""

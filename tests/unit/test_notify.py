@@ -17,10 +17,18 @@ from typing import Any, Self
 import pytest
 
 from edge.protocol import wire
+from hub.homeassistant import (
+    MqttMessage,
+    ha_device_removal_messages,
+    ha_discovery_messages,
+    ha_is_birth,
+    ha_removal_messages,
+    ha_state_messages,
+    ha_status_topic,
+)
 from hub.notify import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
-    MqttMessage,
     Notification,
     NotificationQueue,
     NotifyError,
@@ -29,12 +37,6 @@ from hub.notify import (
     TelegramBot,
     TelegramNotifier,
     WebhookNotifier,
-    ha_device_removal_messages,
-    ha_discovery_messages,
-    ha_is_birth,
-    ha_removal_messages,
-    ha_state_messages,
-    ha_status_topic,
     sign,
     verify_signature,
     webhook_body,

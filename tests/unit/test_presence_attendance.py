@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from hub.attendance import (
+from hub.domain.attendance import (
     AttendanceDay,
     AttendanceRules,
     compute_days,
@@ -18,7 +18,7 @@ from hub.attendance import (
     day_is_final,
     local_day,
 )
-from hub.presence import (
+from hub.domain.presence import (
     PresenceRules,
     PresenceState,
     Role,

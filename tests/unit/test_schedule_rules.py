@@ -15,33 +15,31 @@ import pytest
 from ulid import ULID
 
 from edge.protocol import wire
-from hub.rules import (
+from hub.alerts.book import AlertBook, AlertChange, AlertRecord, to_wire
+from hub.alerts.history import RuleHistory, RuleSet
+from hub.alerts.rule_settings import (
     AbsentRule,
-    AlertBook,
-    AlertChange,
-    AlertRecord,
     AlertRules,
     BacklogRule,
-    Condition,
-    DeviceFacts,
     DeviceOfflineRule,
-    DoorEvent,
     ExitDuringWorkRule,
     HealthRule,
     LateArrivalRule,
-    PersonFacts,
     UnknownFaceRule,
-    WorkstationFacts,
     WorkstationIdleRule,
+)
+from hub.alerts.rules import (
+    Condition,
+    DeviceFacts,
+    DoorEvent,
+    PersonFacts,
+    WorkstationFacts,
     door_event,
     evaluate_event,
     evaluate_state,
-    to_wire,
 )
-from hub.schedule import (
+from hub.alerts.schedule import (
     DaySchedule,
-    RuleHistory,
-    RuleSet,
     Schedule,
     WorkPeriod,
     is_paused,

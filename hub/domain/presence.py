@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TypeAlias, get_args
 
+from edge.protocol.times import as_utc, require_aware
+
 if TYPE_CHECKING:
     from edge.protocol.wire import Event
 
@@ -20,11 +22,6 @@ SIGHTING_TYPES: frozenset[str] = frozenset(get_args(SightingType))
 
 PresenceValue: TypeAlias = Literal["in", "out", "unknown"]
 PRESENCE_VALUES: frozenset[str] = frozenset(get_args(PresenceValue))
-
-
-def _check_aware(value: datetime, what: str) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be a timezone-aware datetime (UTC), got naive {value.isoformat()}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +39,7 @@ class Sighting:
     has_snapshot: bool
 
     def __post_init__(self) -> None:
-        _check_aware(self.at, f"sighting {self.event_id}: at")
-        object.__setattr__(self, "at", self.at.astimezone(UTC))  # one clock for every comparison and record
+        object.__setattr__(self, "at", as_utc(self.at, f"sighting {self.event_id}: at"))  # one clock for every record
         if self.type not in SIGHTING_TYPES:
             raise ValueError(f"sighting {self.event_id}: type must be 'seen' or 'left', got {self.type!r}")
 
@@ -103,7 +99,7 @@ class PresenceState:
         for name in ("since", "last_seen"):
             value = getattr(self, name)
             if value is not None:
-                _check_aware(value, f"{who}: {name}")
+                require_aware(value, f"{who}: {name}")
         if self.state == "unknown":
             if self.since is not None or self.door is not None or self.last_seen is not None:
                 raise ValueError(f"{who}: an unknown state has no since, door or last_seen")
@@ -151,6 +147,7 @@ class PresenceState:
         )
 
 
+# The stored form (meta ``presence:<person>``) keeps ``+00:00``, so what older hubs wrote reads back the same.
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
@@ -209,7 +206,7 @@ def expire(states: Iterable[PresenceState], now: datetime, rules: PresenceRules)
     A person ``in`` whose ``last_seen`` is ``timeout`` or more before ``now`` left without being seen: ``out`` with
     ``since = last_seen`` and ``door = None``.
     """
-    _check_aware(now, "now")
+    require_aware(now, "now")
     return [
         replace(state, state="out", since=state.last_seen, door=None)
         for state in states

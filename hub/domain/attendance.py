@@ -7,9 +7,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from hub.presence import ROLES, Role, Sighting
+from edge.protocol.times import require_aware
+from hub.domain.presence import ROLES, Role, Sighting
+from hub.domain.zones import site_zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +34,7 @@ class AttendanceRules:
     photo_within: timedelta = timedelta(minutes=5)
 
     def __post_init__(self) -> None:
-        try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {self.timezone!r}; use an IANA name such as 'Europe/Berlin'") from None
+        site_zone(self.timezone)
         if self.day_starts_at.tzinfo is not None:
             raise ValueError("day_starts_at is a local wall-clock time: give it without a tzinfo")
         if self.settle_out_after < timedelta(0) or self.photo_within < timedelta(0):
@@ -66,11 +65,6 @@ class AttendanceDay:
     final: bool
     sightings: int
     forgot_checkout: bool
-
-
-def _check_aware(value: datetime, what: str) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be a timezone-aware datetime (UTC), got naive {value.isoformat()}")
 
 
 @lru_cache(maxsize=4096)
@@ -107,7 +101,7 @@ def day_bounds(day: date, rules: AttendanceRules) -> tuple[datetime, datetime]:
 
 def local_day(at: datetime, rules: AttendanceRules) -> date:
     """The attendance day an instant belongs to: its local date, or the day before when earlier than the boundary."""
-    _check_aware(at, "at")
+    require_aware(at, "at")
     wall = at.astimezone(rules.zone).date()
     for day in (wall + timedelta(days=1), wall, wall - timedelta(days=1)):
         if _day_start(day, rules.day_starts_at, rules.timezone) <= at:
@@ -129,7 +123,7 @@ def day_is_final(
     open, so an absence or a forgotten check-out on a non-final day may still be overturned by a late event. A device
     taken out of service must be removed from ``roles`` or it keeps every later day open.
     """
-    _check_aware(now, "now")
+    require_aware(now, "now")
     end = day_bounds(day, rules)[1]
     if now < end:
         return False
@@ -137,7 +131,7 @@ def day_is_final(
         through = delivered_through.get(device)
         if through is None:
             return False
-        _check_aware(through, f"delivered_through[{device!r}]")
+        require_aware(through, f"delivered_through[{device!r}]")
         if through < end:
             return False
     return True
@@ -189,12 +183,12 @@ def compute_days(
     counted up to its last sighting), the second begins with an exit (no arrival, no time). Sites with night shifts
     put the boundary between the shifts instead (see :class:`AttendanceRules`).
     """
-    _check_aware(now, "now")
+    require_aware(now, "now")
     for device, role in roles.items():
         if role not in ROLES:
             raise ValueError(f"device {device!r}: camera role must be 'entrance', 'exit' or 'both', got {role!r}")
     for device, through in delivered_through.items():
-        _check_aware(through, f"delivered_through[{device!r}]")
+        require_aware(through, f"delivered_through[{device!r}]")
     unique: dict[str, Sighting] = {}
     for sighting in sorted(sightings, key=_order):
         unique.setdefault(sighting.event_id, sighting)

@@ -1,50 +1,32 @@
-"""Schedules and versioned rule sets: when is work time, and which rules judged an instant (pure).
+"""Schedules: when is work time at a site, in its time zone, with breaks, holidays, a mode and a pause (pure).
 
 A :class:`Schedule` says, in the site's time zone, which weekdays have which work periods (work hours minus breaks),
 which dates are holidays, and a mode: ``automatic`` (follow the periods), ``on`` / ``off`` (manual override), plus an
 optional pause (maintenance) until a given instant, during which it is never work time and no alert fires.
 
-Rules are versioned: a :class:`RuleSet` is a schedule plus alert rules, valid from an instant on; a
-:class:`RuleHistory` keeps every version, so an event is judged by :meth:`RuleHistory.in_force` at the time it
-happened, also when it arrives late from a device that was offline when the rules changed. A manual override or a
-pause is a new version too, valid from the moment it was set.
+This module imports nothing else of :mod:`hub.alerts`: rule sets (:mod:`hub.alerts.history`) and rules build on it.
 """
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING, Literal, TypeAlias, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Literal, TypeAlias, get_args
+from zoneinfo import ZoneInfo
 
-if TYPE_CHECKING:
-    from hub.rules import AlertRules
+from edge.protocol.times import WEEKDAYS, as_utc, require_aware
+from hub.domain.zones import site_zone
 
 Mode: TypeAlias = Literal["automatic", "on", "off"]
 """``automatic``: follow the work periods; ``on``: work time all the time; ``off``: never work time."""
 MODES: frozenset[str] = frozenset(get_args(Mode))
 
-WEEKDAYS: tuple[str, ...] = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-"""Config keys of the weekdays, index = ``date.weekday()`` (0 = Monday)."""
 
 _PERIOD_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
-
-
-def _check_aware(value: datetime, what: str) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be a timezone-aware datetime (UTC), got naive {value.isoformat()}")
-
-
-def _zone(timezone: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Berlin'") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +90,14 @@ class Schedule:
     paused_until: datetime | None = None
 
     def __post_init__(self) -> None:
-        _zone(self.timezone)
+        site_zone(self.timezone)
         for day in self.weekdays:
             if not isinstance(day, int) or isinstance(day, bool) or not 0 <= day <= 6:
                 raise ValueError(f"weekday keys are 0 (Monday) to 6 (Sunday), got {day!r}")
         if self.mode not in MODES:
             raise ValueError(f"schedule mode must be 'automatic', 'on' or 'off', got {self.mode!r}")
         if self.paused_until is not None:
-            _check_aware(self.paused_until, "paused_until")
-            object.__setattr__(self, "paused_until", self.paused_until.astimezone(UTC))
+            object.__setattr__(self, "paused_until", as_utc(self.paused_until, "paused_until"))
         object.__setattr__(self, "weekdays", dict(sorted(self.weekdays.items())))
         object.__setattr__(self, "holidays", frozenset(self.holidays))
 
@@ -164,7 +145,7 @@ def _day_intervals(schedule: Schedule, day: date) -> list[tuple[datetime, dateti
 
 def is_paused(schedule: Schedule, at: datetime) -> bool:
     """Whether ``at`` is inside the schedule's pause (maintenance): no work time, no alerts."""
-    _check_aware(at, "at")
+    require_aware(at, "at")
     return schedule.paused_until is not None and at < schedule.paused_until
 
 
@@ -202,8 +183,8 @@ def work_time_between(schedule: Schedule, start: datetime, end: datetime) -> tim
 
     Agrees with :func:`is_work_time` instant by instant: mode, pause, holidays and overnight periods included.
     """
-    _check_aware(start, "start")
-    _check_aware(end, "end")
+    require_aware(start, "start")
+    require_aware(end, "end")
     if end <= start:
         return timedelta(0)
     if schedule.paused_until is not None:
@@ -223,149 +204,11 @@ def work_time_between(schedule: Schedule, start: datetime, end: datetime) -> tim
     return total
 
 
-# --- versioned rule sets ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RuleSet:
-    """One version of the rules: a schedule and alert rules, in force from ``valid_from`` until the next version."""
-
-    version: int
-    valid_from: datetime
-    schedule: Schedule
-    rules: AlertRules
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
-            raise ValueError(f"rule set version must be an integer >= 1, got {self.version!r}")
-        _check_aware(self.valid_from, f"rule set {self.version}: valid_from")
-        object.__setattr__(self, "valid_from", self.valid_from.astimezone(UTC))
-
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict (times ISO 8601 in UTC)."""
-        return {
-            "version": self.version,
-            "valid_from": self.valid_from.isoformat(),
-            "schedule": self.schedule.to_dict(),
-            "rules": self.rules.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object], where: str = "ruleset") -> RuleSet:
-        """Read back what :meth:`to_dict` wrote; raises ValueError naming the key that is wrong."""
-        from hub.rules import AlertRules  # hub.rules imports this module; the dependency is one-way at load time
-
-        _check_keys(data, {"version", "valid_from", "schedule", "rules"}, {"version", "valid_from", "schedule"}, where)
-        version = data["version"]
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise ValueError(f"{where}.version: must be an integer, got {version!r}")
-        schedule = data["schedule"]
-        if not isinstance(schedule, Mapping):
-            raise ValueError(f"{where}.schedule: must be a table/object, got {schedule!r}")
-        rules = data.get("rules", {})
-        if not isinstance(rules, Mapping):
-            raise ValueError(f"{where}.rules: must be a table/object, got {rules!r}")
-        try:
-            return cls(
-                version=version,
-                valid_from=_parse_instant(data["valid_from"], f"{where}.valid_from"),
-                schedule=parse_schedule(schedule, f"{where}.schedule"),
-                rules=AlertRules.from_dict(rules, f"{where}.rules"),
-            )
-        except ValueError as exc:
-            if str(exc).startswith(where):
-                raise
-            raise ValueError(f"{where}: {exc}") from None
-
-
-@dataclass(slots=True)
-class RuleHistory:
-    """Every rule set version, oldest first; versions and ``valid_from`` both strictly increase."""
-
-    versions: list[RuleSet] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        versions, self.versions = list(self.versions), []
-        for ruleset in versions:
-            self.add(ruleset)
-
-    def add(self, ruleset: RuleSet) -> None:
-        """Append a new version; refuses one whose version or ``valid_from`` does not come after the latest."""
-        if self.versions:
-            latest = self.versions[-1]
-            if ruleset.version <= latest.version:
-                raise ValueError(f"rule set version {ruleset.version} must be greater than {latest.version}")
-            if ruleset.valid_from <= latest.valid_from:
-                raise ValueError(
-                    f"rule set {ruleset.version} valid_from {ruleset.valid_from.isoformat()} must be after "
-                    f"{latest.valid_from.isoformat()} (version {latest.version})"
-                )
-        self.versions.append(ruleset)
-
-    @property
-    def latest(self) -> RuleSet:
-        """The newest version."""
-        if not self.versions:
-            raise LookupError("the rule history is empty")
-        return self.versions[-1]
-
-    def in_force(self, at: datetime) -> RuleSet:
-        """The version in force at ``at``: the one with the latest ``valid_from`` at or before it.
-
-        An instant before the first version is judged by the first version (there were no other rules).
-        """
-        _check_aware(at, "at")
-        if not self.versions:
-            raise LookupError("the rule history is empty")
-        index = bisect.bisect_right([r.valid_from for r in self.versions], at.astimezone(UTC)) - 1
-        return self.versions[max(index, 0)]
-
-    def spans(self, start: datetime, end: datetime) -> list[tuple[RuleSet, datetime, datetime]]:
-        """The versions in force over ``[start, end)``, each with the part of it that it covers (in time order)."""
-        _check_aware(start, "start")
-        _check_aware(end, "end")
-        out: list[tuple[RuleSet, datetime, datetime]] = []
-        if end <= start or not self.versions:
-            return out
-        for index, ruleset in enumerate(self.versions):
-            begin = ruleset.valid_from if index else datetime.min.replace(tzinfo=UTC)
-            until = self.versions[index + 1].valid_from if index + 1 < len(self.versions) else None
-            lo = max(start, begin)
-            hi = end if until is None else min(end, until)
-            if lo < hi:
-                out.append((ruleset, lo, hi))
-        return out
-
-    def work_time_between(self, start: datetime, end: datetime) -> timedelta:
-        """Work time in ``[start, end)``, each part judged by the schedule in force then."""
-        return sum(
-            (work_time_between(ruleset.schedule, lo, hi) for ruleset, lo, hi in self.spans(start, end)),
-            timedelta(0),
-        )
-
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict: ``{"versions": [...]}``."""
-        return {"versions": [ruleset.to_dict() for ruleset in self.versions]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> RuleHistory:
-        """Read back what :meth:`to_dict` wrote; raises ValueError naming the key that is wrong."""
-        _check_keys(data, {"versions"}, {"versions"}, "rule history")
-        versions = data["versions"]
-        if not isinstance(versions, list):
-            raise ValueError(f"rule history.versions: must be a list, got {versions!r}")
-        rulesets = []
-        for index, item in enumerate(versions):
-            if not isinstance(item, Mapping):
-                raise ValueError(f"rule history.versions[{index}]: must be an object, got {item!r}")
-            rulesets.append(RuleSet.from_dict(item, f"rule history.versions[{index}]"))
-        return cls(rulesets)
-
-
 # --- parsing ---------------------------------------------------------------------------------------------------
 
 
-def _check_keys(data: Mapping[str, object], allowed: Iterable[str], required: Iterable[str], where: str) -> None:
+def check_keys(data: Mapping[str, object], allowed: Iterable[str], required: Iterable[str], where: str) -> None:
+    """Refuse a table with a key not in ``allowed`` or without one of ``required``, naming it after ``where``."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: must be a table/object, got {data!r}")
     allowed = set(allowed)
@@ -377,7 +220,8 @@ def _check_keys(data: Mapping[str, object], allowed: Iterable[str], required: It
         raise ValueError(f"{where}.{missing[0]}: missing")
 
 
-def _parse_instant(value: object, where: str) -> datetime:
+def parse_instant(value: object, where: str) -> datetime:
+    """An ISO 8601 time with a UTC offset, in UTC; ``ValueError`` naming ``where`` otherwise."""
     if not isinstance(value, str):
         raise ValueError(f"{where}: must be an ISO 8601 time with a UTC offset, got {value!r}")
     try:
@@ -409,12 +253,12 @@ def parse_schedule(data: Mapping[str, object], where: str = "schedule") -> Sched
     "mode": "automatic", "paused_until": null}``. ``timezone`` is required; a weekday left out (or an empty list) has
     no work; ``mode`` defaults to ``automatic``; ``paused_until`` is an ISO 8601 time with a UTC offset, or null.
     """
-    _check_keys(data, {"timezone", *WEEKDAYS, "holidays", "mode", "paused_until"}, {"timezone"}, where)
+    check_keys(data, {"timezone", *WEEKDAYS, "holidays", "mode", "paused_until"}, {"timezone"}, where)
     timezone = data["timezone"]
     if not isinstance(timezone, str):
         raise ValueError(f"{where}.timezone: must be a string, got {timezone!r}")
     try:
-        _zone(timezone)
+        site_zone(timezone)
     except ValueError as exc:
         raise ValueError(f"{where}.timezone: {exc}") from None
     weekdays: dict[int, DaySchedule] = {}
@@ -445,6 +289,6 @@ def parse_schedule(data: Mapping[str, object], where: str = "schedule") -> Sched
     if mode not in MODES:
         raise ValueError(f"{where}.mode: must be 'automatic', 'on' or 'off', got {mode!r}")
     raw_pause = data.get("paused_until")
-    paused_until = None if raw_pause is None else _parse_instant(raw_pause, f"{where}.paused_until")
+    paused_until = None if raw_pause is None else parse_instant(raw_pause, f"{where}.paused_until")
     value: Mode = "on" if mode == "on" else "off" if mode == "off" else "automatic"
     return Schedule(timezone, weekdays, holidays, value, paused_until)

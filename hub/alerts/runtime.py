@@ -9,27 +9,20 @@ from __future__ import annotations
 import json
 import logging
 import queue
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from edge.protocol import wire
-from hub.config import HubConfig
-from hub.notify import (
-    Notification,
-    NotificationQueue,
-    Notifier,
-    TelegramBot,
-    TelegramNotifier,
-    WebhookNotifier,
-)
-from hub.rules import (
-    AlertBook,
-    AlertChange,
-    AlertRecord,
-    AlertRules,
+from edge.protocol.times import WEEKDAYS
+from hub.alerts.book import AlertBook, AlertChange, AlertRecord
+from hub.alerts.history import RuleHistory, RuleSet
+from hub.alerts.rule_settings import AlertRules
+from hub.alerts.rules import (
     Condition,
     DeviceFacts,
     PersonFacts,
@@ -38,16 +31,21 @@ from hub.rules import (
     evaluate_event,
     evaluate_state,
 )
-from hub.schedule import RuleHistory, RuleSet, parse_schedule
-
-if TYPE_CHECKING:
-    from hub.service import HubService
+from hub.alerts.schedule import parse_schedule
+from hub.config import HubConfig
+from hub.notify import (
+    Notification,
+    NotificationChannel,
+    NotificationQueue,
+    TelegramBot,
+    TelegramNotifier,
+    WebhookNotifier,
+)
 
 log = logging.getLogger("rollcall.hub.alerts")
 
 STATE_EVERY_S = 10.0
 KEEP_RESOLVED = timedelta(days=30)
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 def ruleset_from_config(config: HubConfig, version: int, valid_from: datetime) -> RuleSet:
@@ -67,18 +65,6 @@ def _mode(value: str) -> Literal["automatic", "on", "off"]:
     return "on" if value == "on" else "off" if value == "off" else "automatic"
 
 
-def _device_status(value: str | None) -> Literal["online", "offline", "stopped"] | None:
-    return (
-        "online"
-        if value == "online"
-        else "offline"
-        if value == "offline"
-        else "stopped"
-        if value == "stopped"
-        else None
-    )
-
-
 def _read_secret(path: Path | None, what: str) -> str:
     if path is None:
         raise ValueError(f"{what} is enabled but its secret file is not set")
@@ -88,28 +74,89 @@ def _read_secret(path: Path | None, what: str) -> str:
         raise ValueError(f"{what}: cannot read {path}: {exc}") from None
 
 
-class Alerting:
-    """Owns the rule history, the alert book and the notification queue of one hub."""
+class AlertJournal(Protocol):
+    """Where alerting keeps its rule history, alert book and override (meta values), and audits changes."""
 
-    def __init__(self, hub: HubService, now: datetime) -> None:
-        self.hub = hub
-        store = hub.store
-        raw_history = store.get_meta("rule_history")
+    def get_meta(self, key: str) -> str | None:
+        """A stored value; None when unset."""
+        ...
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a value."""
+        ...
+
+    def audit(
+        self, actor: str, action: str, subject: str | None, details: Mapping[str, object] | None, now: datetime
+    ) -> int:
+        """Append an audit row; returns its id."""
+        ...
+
+
+class AlertFacts(Protocol):
+    """What alerting asks the rest of the hub: the facts the state rules judge, and the Telegram bot's answers."""
+
+    def devices(self, now: datetime) -> list[DeviceFacts]:
+        """Every door device's status and health."""
+        ...
+
+    def people(self, now: datetime) -> list[PersonFacts]:
+        """Every person's presence and arrival today."""
+        ...
+
+    def workstations(self) -> list[WorkstationFacts]:
+        """Every workstation agent's idleness."""
+        ...
+
+    def inside(self, now: datetime) -> list[str]:
+        """The names of the people in now."""
+        ...
+
+    def devices_online(self) -> tuple[int, int]:
+        """(devices online, devices known)."""
+        ...
+
+    def attendance_answer(self, day: date | None) -> tuple[str, Sequence[tuple[str, bytes]]]:
+        """The answer to the bot's ``/attendance`` (runs on the bot's thread)."""
+        ...
+
+
+class Alerting:
+    """Owns the rule history, the alert book and the notification queue of one hub.
+
+    ``journal`` keeps its state (the hub's store, used under ``store_lock``), ``facts`` tells it about the site, and
+    ``publish_alert`` puts every alert change on the hub's alert topic.
+    """
+
+    def __init__(
+        self,
+        config: HubConfig,
+        journal: AlertJournal,
+        store_lock: threading.RLock,
+        facts: AlertFacts,
+        publish_alert: Callable[[wire.Alert], object],
+        now: datetime,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.store_lock = store_lock
+        self.facts = facts
+        self.publish_alert = publish_alert
+        raw_history = journal.get_meta("rule_history")
         self.history = RuleHistory.from_dict(json.loads(raw_history)) if raw_history else RuleHistory()
-        wanted = self._with_override(ruleset_from_config(hub.config, 1, now))
+        wanted = self._with_override(ruleset_from_config(config, 1, now))
         latest = self.history.latest if self.history.versions else None
         if latest is None or (latest.schedule, latest.rules) != (wanted.schedule, wanted.rules):
             # The config changed: a new version from now on; events that happened earlier keep their old rules.
             version = latest.version + 1 if latest else 1
-            self.history.add(self._with_override(ruleset_from_config(hub.config, version, now)))
-            store.set_meta("rule_history", json.dumps(self.history.to_dict()))
-        raw_book = store.get_meta("alert_book")
+            self.history.add(self._with_override(ruleset_from_config(config, version, now)))
+            journal.set_meta("rule_history", json.dumps(self.history.to_dict()))
+        raw_book = journal.get_meta("alert_book")
         self.book = AlertBook.from_dict(json.loads(raw_book)) if raw_book else AlertBook()
         self._external: queue.SimpleQueue[Condition] = queue.SimpleQueue()
         self._last_state = float("-inf")
-        self.notifiers: list[Notifier] = self._notifiers()
+        self.channels: list[NotificationChannel] = self._channels()
         self.queue = NotificationQueue(
-            self.notifiers, on_failing=self._notifier_failing, on_recovered=self._notifier_recovered
+            self.channels, on_failing=self._notifier_failing, on_recovered=self._notifier_recovered
         )
         self.bot: TelegramBot | None = None
         self._who_text = "nobody known yet"
@@ -118,7 +165,7 @@ class Alerting:
     # --- manual override and pause --------------------------------------------------------------------------------
 
     def _override(self) -> dict[str, str | None]:
-        raw = self.hub.store.get_meta("schedule_override")
+        raw = self.journal.get_meta("schedule_override")
         return json.loads(raw) if raw else {}
 
     def _with_override(self, ruleset: RuleSet) -> RuleSet:
@@ -141,22 +188,22 @@ class Alerting:
         if paused_until is not None and paused_until <= now:
             raise ValueError("paused_until must be in the future")
         override = {"mode": mode, "paused_until": paused_until.isoformat() if paused_until else None}
-        self.hub.store.set_meta("schedule_override", json.dumps(override))
+        self.journal.set_meta("schedule_override", json.dumps(override))
         latest = self.history.latest
         schedule = replace(latest.schedule, mode=_mode(mode), paused_until=paused_until)
         # Versions must start strictly later than the one before; a change in the same instant starts just after it.
         valid_from = max(now, latest.valid_from + timedelta(microseconds=1))
         ruleset = RuleSet(latest.version + 1, valid_from, schedule, latest.rules)
         self.history.add(ruleset)
-        self.hub.store.set_meta("rule_history", json.dumps(self.history.to_dict()))
-        self.hub.store.audit(by, "schedule.set_mode", "schedule", override, now)
+        self.journal.set_meta("rule_history", json.dumps(self.history.to_dict()))
+        self.journal.audit(by, "schedule.set_mode", "schedule", override, now)
         return ruleset
 
     # --- notifiers ---------------------------------------------------------------------------------------------------
 
-    def _notifiers(self) -> list[Notifier]:
-        notify = self.hub.config.notify
-        found: list[Notifier] = []
+    def _channels(self) -> list[NotificationChannel]:
+        notify = self.config.notify
+        found: list[NotificationChannel] = []
         if notify.telegram.enabled:
             token = _read_secret(notify.telegram.token_file, "notify.telegram")
             found.append(
@@ -183,14 +230,14 @@ class Alerting:
     def start(self) -> None:
         """Start delivery threads and the Telegram bot."""
         self.queue.start()
-        telegram = self.hub.config.notify.telegram
+        telegram = self.config.notify.telegram
         if telegram.enabled:
             self.bot = TelegramBot(
                 _read_secret(telegram.token_file, "notify.telegram"),
                 telegram.chat_ids,
                 status=lambda: self._status_text,
                 who=lambda: self._who_text,
-                attendance=self._attendance_answer,
+                attendance=self.facts.attendance_answer,
                 base_url=telegram.base_url,
             )
             self.bot.start()
@@ -226,29 +273,6 @@ class Alerting:
             )
         )
 
-    def _attendance_answer(self, day: date | None) -> tuple[str, Sequence[tuple[str, bytes]]]:
-        """The day's attendance with first-in photos, for the Telegram bot.
-
-        Runs on the bot's thread, so it opens a store of its own (WAL: readers never block the writer).
-        """
-        from hub.store import HubStore
-
-        day = day or wire.now_utc().date()
-        with HubStore.from_settings(self.hub.config.hub) as store:
-            names = {p.id: p.name or p.id for p in store.list_people()}
-            rows = store.attendance(day)
-            photos: list[tuple[str, bytes]] = []
-            lines = [f"Attendance {day.isoformat()}:"] if rows else [f"No attendance on {day.isoformat()}."]
-            for row in rows:
-                first_in = row.first_in.strftime("%H:%M") if row.first_in else "-"
-                last_out = row.last_out.strftime("%H:%M") if row.last_out else "-"
-                name = names.get(row.person_id, row.person_id)
-                lines.append(f"{name}: in {first_in} UTC, out {last_out} UTC, {row.present_s / 3600:.1f} h")
-                photo = store.load_snapshot(row.first_in_event) if row.first_in_event and len(photos) < 10 else None
-                if photo:
-                    photos.append((f"{name}, first in {first_in} UTC", photo))
-        return "\n".join(lines), photos
-
     # --- evaluation (writer thread) ----------------------------------------------------------------------------------
 
     def on_events(self, events: list[tuple[wire.Event, str]], now: datetime) -> None:
@@ -267,12 +291,10 @@ class Alerting:
 
     def tick(self, now: datetime, force: bool = False) -> None:
         """Periodic: device, people and notifier conditions; expired unknown-face episodes; snapshots for the bot."""
-        with self.hub.store_lock:
+        with self.store_lock:
             self._tick(now, force)
 
     def _tick(self, now: datetime, force: bool) -> None:
-        import time
-
         conditions: list[Condition] = []
         while True:
             try:
@@ -282,73 +304,24 @@ class Alerting:
         if force or time.monotonic() - self._last_state >= STATE_EVERY_S:
             self._last_state = time.monotonic()
             conditions += evaluate_state(
-                self._device_facts(now),
-                self._person_facts(now),
-                self._workstation_facts(),
+                self.facts.devices(now),
+                self.facts.people(now),
+                self.facts.workstations(),
                 self.history,
                 now,
-                expected=frozenset(self.hub.config.schedule.expected),
+                expected=frozenset(self.config.schedule.expected),
             )
             self._refresh_bot_texts(now)
         self._apply(conditions, now)
         if self.book.prune(now - KEEP_RESOLVED):
             self._save()
 
-    def _device_facts(self, now: datetime) -> list[DeviceFacts]:
-        facts = []
-        for device in self.hub.store.list_devices():
-            health = device.health or {}
-            facts.append(
-                DeviceFacts(
-                    device.id,
-                    status=_device_status(device.status),
-                    status_at=device.status_at,
-                    outbox_depth=health.get("outbox_depth"),
-                    oldest_unacked_s=health.get("oldest_unacked_s"),
-                    temperature_c=health.get("temperature_c"),
-                    disk_free_mb=health.get("disk_free_mb"),
-                    at=device.last_seen,
-                )
-            )
-        return facts
-
-    def _workstation_facts(self) -> list[WorkstationFacts]:
-        facts = []
-        for agent in self.hub.store.list_agents():
-            idle_since = None
-            if agent.get("state") == "idle" and agent.get("state_since"):
-                idle_since = datetime.fromisoformat(str(agent["state_since"]))
-            facts.append(WorkstationFacts(str(agent["id"]), idle_since, agent.get("user")))
-        return facts
-
-    def _person_facts(self, now: datetime) -> list[PersonFacts]:
-        from hub.attendance import local_day
-
-        today = local_day(now, self.hub.attendance_rules)
-        arrived = {row.person_id for row in self.hub.store.attendance(today) if row.first_in is not None}
-        names = {p.id: p.name for p in self.hub.store.list_people()}
-        facts = []
-        for person_id, name in names.items():
-            state = self.hub.presence_state(person_id)
-            facts.append(
-                PersonFacts(
-                    person_id,
-                    state.state if state else "unknown",
-                    state.since if state else None,
-                    person_id in arrived,
-                    name=name,
-                )
-            )
-        return facts
-
     def _refresh_bot_texts(self, now: datetime) -> None:
-        board = self.hub.presence_payload(now)
-        inside = [entry.name for entry in board.people if entry.state == "in"]
+        inside = self.facts.inside(now)
         self._who_text = f"In now ({len(inside)}): " + (", ".join(inside) if inside else "nobody")
-        devices = self.hub.store.list_devices()
-        online = sum(1 for d in devices if d.status == "online")
+        online, devices = self.facts.devices_online()
         self._status_text = (
-            f"rollcall hub {self.hub.config.hub.id}: {len(inside)} in, {online}/{len(devices)} devices online, "
+            f"rollcall hub {self.config.hub.id}: {len(inside)} in, {online}/{devices} devices online, "
             f"{len(self.book.open_alerts())} open alerts"
         )
 
@@ -360,15 +333,19 @@ class Alerting:
             self._save()
 
     def _save(self) -> None:
-        self.hub.store.set_meta("alert_book", json.dumps(self.book.to_dict()))
+        self.journal.set_meta("alert_book", json.dumps(self.book.to_dict()))
 
     def _publish(self, change: AlertChange, now: datetime) -> None:
         alert = AlertBook.to_wire(change.alert)
-        self.hub.link.publish(self.hub.topics.hub_alert(), alert, qos=1)
+        self.publish_alert(alert)
         if change.kind == "opened":
             self.queue.submit(Notification.for_alert(alert))
 
     # --- API ---------------------------------------------------------------------------------------------------------
+
+    def latest_rules(self) -> RuleSet:
+        """The newest rule set version (the one in force now, or from the next instant on)."""
+        return self.history.latest
 
     def list(self, state: str | None = None) -> list[AlertRecord]:
         """Alerts, open first, newest first within each state."""

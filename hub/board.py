@@ -1,0 +1,165 @@
+"""The presence board and attendance days the hub keeps up to date from stored sightings, and publishes retained."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+
+from edge.protocol import wire
+from hub.context import HubContext
+from hub.domain.attendance import AttendanceRules, compute_days, day_bounds, local_day
+from hub.domain.presence import PresenceRules, PresenceState, Role, Sighting, apply_sighting, expire
+from hub.store import ReceivedEvent
+
+log = logging.getLogger("rollcall.hub")
+
+PresenceListener = Callable[[datetime, wire.Presence], None]
+"""Told every board the hub publishes, with the time it was made (Home Assistant's person states follow it)."""
+
+
+def _role(value: str) -> Role:
+    return "entrance" if value == "entrance" else "exit" if value == "exit" else "both"
+
+
+class PresenceBoard:
+    """Everyone's presence (held in memory, stored on every change) and their attendance days (recomputed)."""
+
+    def __init__(self, context: HubContext) -> None:
+        config = context.config
+        self.context = context
+        self.presence_rules = PresenceRules(timeout=timedelta(hours=config.attendance.presence_timeout_h))
+        self.attendance_rules = AttendanceRules(
+            timezone=config.site.timezone,
+            day_starts_at=config.attendance.day_starts_at,
+            settle_out_after=timedelta(minutes=config.attendance.settle_out_after_min),
+        )
+        self._presence: dict[str, PresenceState] = {}
+        self._listeners: list[PresenceListener] = []
+        self._load()
+
+    def after_publish(self, listener: PresenceListener) -> None:
+        """Call ``listener`` with every board published from now on."""
+        self._listeners.append(listener)
+
+    def roles(self) -> dict[str, Role]:
+        """Every known device's camera role."""
+        return {device.id: _role(device.role) for device in self.context.store.list_devices()}
+
+    # --- presence ----------------------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        store = self.context.store
+        for row in store.presence():
+            raw = store.get_meta(f"presence:{row.person_id}")
+            if raw:
+                try:
+                    self._presence[row.person_id] = PresenceState.from_dict(json.loads(raw))
+                except ValueError:
+                    log.warning("stored presence of %s is unreadable; starting from the table row", row.person_id)
+
+    def state(self, person_id: str) -> PresenceState | None:
+        """One person's presence as the hub holds it now."""
+        return self._presence.get(person_id)
+
+    def _store(self, state: PresenceState, event_id: str | None, now: datetime) -> None:
+        store = self.context.store
+        self._presence[state.person_id] = state
+        store.set_presence(state.person_id, state.state, state.since, state.door, event_id, now)
+        store.set_meta(f"presence:{state.person_id}", json.dumps(state.to_dict()))
+
+    def apply_events(
+        self, events: list[ReceivedEvent], inserted: set[str], now: datetime, roles: dict[str, Role]
+    ) -> None:
+        """Move presence on by the newly stored events, recompute their people's days, publish a changed board."""
+        store = self.context.store
+        changed = False
+        days: set[tuple[str, date]] = set()
+        for received in sorted(events, key=lambda r: r.event.at):
+            event = received.event
+            if event.event_id not in inserted or event.person_id is None:
+                continue
+            if store.get_person(event.person_id) is None:
+                continue  # a gallery older than a removal: the event is kept, but it names nobody we know
+            sighting = Sighting(event.event_id, event.device, event.person_id, event.at, event.type, event.has_snapshot)
+            role = roles.get(event.device, "both")
+            before = self._presence.get(event.person_id)
+            after = apply_sighting(before, sighting, role, self.presence_rules)
+            if after != before:
+                self._store(after, event.event_id, now)
+                changed = True
+            days.add((event.person_id, local_day(event.at, self.attendance_rules)))
+        for person_id, day in days:
+            self.recompute_attendance(person_id, day, now, roles)
+        if changed:
+            self.publish(now)
+
+    def expire(self, now: datetime) -> None:
+        """Mark out whoever was not seen for the presence timeout; publish the board when someone was."""
+        timed_out = expire(self._presence.values(), now, self.presence_rules)
+        for state in timed_out:
+            self._store(state, None, now)
+        if timed_out:
+            self.publish(now)
+
+    def forget(self, person_id: str) -> None:
+        """After an erasure: the person's presence is gone, in memory and in the store's meta table."""
+        self._presence.pop(person_id, None)
+        self.context.store.set_meta(f"presence:{person_id}", "")
+
+    # --- attendance --------------------------------------------------------------------------------------------------
+
+    def recompute_attendance(
+        self, person_id: str, day: date, now: datetime, roles: dict[str, Role] | None = None
+    ) -> None:
+        """Recompute one person's day from its stored sightings (order-independent, so late events just work)."""
+        store = self.context.store
+        roles = roles if roles is not None else self.roles()
+        start, end = day_bounds(day, self.attendance_rules)
+        sightings = [
+            Sighting(event_id, device, person_id, at, "left" if kind == "left" else "seen", has_snapshot)
+            for event_id, device, kind, at, has_snapshot in store.sightings(person_id, start, end)
+        ]
+        delivered = {d.id: d.delivered_through for d in store.list_devices() if d.delivered_through is not None}
+        for result in compute_days(sightings, roles, self.attendance_rules, now, delivered):
+            status = "final" if result.final else ("forgot_checkout" if result.forgot_checkout else "open")
+            if not result.final and result.last_out is not None and not result.out_settled:
+                status = "provisional"
+            store.set_attendance(
+                result.person_id,
+                result.day,
+                result.first_in,
+                result.last_out,
+                result.minutes_on_site * 60.0,
+                status,
+                now,
+                first_in_event=result.first_in_event,
+                last_out_event=result.last_out_event,
+            )
+
+    # --- the published board -----------------------------------------------------------------------------------------
+
+    def payload(self, now: datetime) -> wire.Presence:
+        """The presence board as published."""
+        people = {p.id: p.name for p in self.context.store.list_people()}
+        entries = []
+        for person_id, name in sorted(people.items()):
+            state = self._presence.get(person_id)
+            entries.append(
+                wire.PresenceEntry(
+                    person_id=person_id,
+                    name=name or person_id,
+                    state=state.state if state else "unknown",
+                    since=state.since if state else None,
+                    door=state.door if state else None,
+                )
+            )
+        return wire.Presence(at=now, people=entries)
+
+    def publish(self, now: datetime) -> None:
+        """Publish the presence board, retained, then tell the listeners (Home Assistant's person states)."""
+        board = self.payload(now)
+        self.context.publish(self.context.topics.hub_presence(), board, qos=1, retain=True)
+        for listener in self._listeners:
+            listener(now, board)

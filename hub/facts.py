@@ -1,0 +1,113 @@
+"""What alerting is told about the site: the facts the state rules judge, and the Telegram bot's answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Literal
+
+from edge.protocol import wire
+from hub.alerts.rules import DeviceFacts, PersonFacts, WorkstationFacts
+from hub.board import PresenceBoard
+from hub.context import HubContext
+from hub.domain.attendance import local_day
+from hub.store import HubStore
+
+
+def _device_status(value: str | None) -> Literal["online", "offline", "stopped"] | None:
+    return (
+        "online"
+        if value == "online"
+        else "offline"
+        if value == "offline"
+        else "stopped"
+        if value == "stopped"
+        else None
+    )
+
+
+class SiteFacts:
+    """Reads the store and the presence board for :class:`~hub.alerts.runtime.Alerting` (its ``AlertFacts``)."""
+
+    def __init__(self, context: HubContext, board: PresenceBoard) -> None:
+        self.context = context
+        self.board = board
+
+    def devices(self, now: datetime) -> list[DeviceFacts]:
+        """Every door device's status and latest health figures."""
+        facts = []
+        for device in self.context.store.list_devices():
+            health = device.health or {}
+            facts.append(
+                DeviceFacts(
+                    device.id,
+                    status=_device_status(device.status),
+                    status_at=device.status_at,
+                    outbox_depth=health.get("outbox_depth"),
+                    oldest_unacked_s=health.get("oldest_unacked_s"),
+                    temperature_c=health.get("temperature_c"),
+                    disk_free_mb=health.get("disk_free_mb"),
+                    at=device.last_seen,
+                )
+            )
+        return facts
+
+    def workstations(self) -> list[WorkstationFacts]:
+        """Every workstation agent, idle since when (None: active)."""
+        facts = []
+        for agent in self.context.store.list_agents():
+            idle_since = None
+            if agent.get("state") == "idle" and agent.get("state_since"):
+                idle_since = datetime.fromisoformat(str(agent["state_since"]))
+            facts.append(WorkstationFacts(str(agent["id"]), idle_since, agent.get("user")))
+        return facts
+
+    def people(self, now: datetime) -> list[PersonFacts]:
+        """Every person's presence and whether they arrived today."""
+        store = self.context.store
+        today = local_day(now, self.board.attendance_rules)
+        arrived = {row.person_id for row in store.attendance(today) if row.first_in is not None}
+        names = {p.id: p.name for p in store.list_people()}
+        facts = []
+        for person_id, name in names.items():
+            state = self.board.state(person_id)
+            facts.append(
+                PersonFacts(
+                    person_id,
+                    state.state if state else "unknown",
+                    state.since if state else None,
+                    person_id in arrived,
+                    name=name,
+                )
+            )
+        return facts
+
+    def inside(self, now: datetime) -> list[str]:
+        """The names of the people in now, as on the presence board."""
+        return [entry.name for entry in self.board.payload(now).people if entry.state == "in"]
+
+    def devices_online(self) -> tuple[int, int]:
+        """(devices online, devices known)."""
+        devices = self.context.store.list_devices()
+        return sum(1 for d in devices if d.status == "online"), len(devices)
+
+    def attendance_answer(self, day: date | None) -> tuple[str, Sequence[tuple[str, bytes]]]:
+        """The day's attendance with first-in photos, for the Telegram bot.
+
+        Runs on the bot's thread, so it opens a store of its own (WAL: readers never block the writer).
+        """
+        day = day or wire.now_utc().date()
+        with HubStore.from_settings(self.context.config.hub) as store:
+            names = {p.id: p.name or p.id for p in store.list_people()}
+            rows = store.attendance(day)
+            photos: list[tuple[str, bytes]] = []
+            lines = [f"Attendance {day.isoformat()}:"] if rows else [f"No attendance on {day.isoformat()}."]
+            for row in rows:
+                first_in = row.first_in.strftime("%H:%M") if row.first_in else "-"
+                last_out = row.last_out.strftime("%H:%M") if row.last_out else "-"
+                name = names.get(row.person_id, row.person_id)
+                lines.append(f"{name}: in {first_in} UTC, out {last_out} UTC, {row.present_s / 3600:.1f} h")
+                photo = store.load_snapshot(row.first_in_event) if row.first_in_event and len(photos) < 10 else None
+                if photo:
+                    photos.append((f"{name}, first in {first_in} UTC", photo))
+        return "\n".join(lines), photos

@@ -1,0 +1,122 @@
+"""Stored presence (one row per person) and attendance (one row per person per site-local day)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+
+from hub.store.core import StoreCore, read_time, read_time_or_none, stored_time, stored_time_or_none
+from hub.store.schema import transaction
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRow:
+    """One person's presence as stored."""
+
+    person_id: str
+    state: str
+    since: datetime | None
+    door: str | None
+    event_id: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceRow:
+    """One person's attendance on one day."""
+
+    person_id: str
+    day: date
+    first_in: datetime | None
+    last_out: datetime | None
+    present_s: float
+    status: str | None
+    updated_at: datetime
+    first_in_event: str | None = None
+    last_out_event: str | None = None
+
+
+class AttendanceStore(StoreCore):
+    """Presence and attendance as the hub last computed them (the rules live in :mod:`hub.domain`)."""
+
+    def set_presence(
+        self,
+        person_id: str,
+        state: Literal["in", "out", "unknown"],
+        since: datetime | None,
+        door: str | None,
+        event_id: str | None,
+        now: datetime,
+    ) -> None:
+        """Store one person's presence (replacing the previous one)."""
+        with transaction(self.db) as tx:
+            tx.execute(
+                "INSERT INTO presence (person_id, state, since, door, event_id, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(person_id) DO UPDATE SET state = excluded.state, since = excluded.since, "
+                "door = excluded.door, event_id = excluded.event_id, updated_at = excluded.updated_at",
+                (person_id, state, stored_time_or_none(since), door, event_id, stored_time(now)),
+            )
+
+    def presence(self) -> list[PresenceRow]:
+        """Every stored presence, by person id."""
+        rows = self.db.conn.execute(
+            "SELECT person_id, state, since, door, event_id, updated_at FROM presence ORDER BY person_id"
+        )
+        return [PresenceRow(p, s, read_time_or_none(since), d, e, read_time(u)) for p, s, since, d, e, u in rows]
+
+    def set_attendance(
+        self,
+        person_id: str,
+        day: date,
+        first_in: datetime | None,
+        last_out: datetime | None,
+        present_s: float,
+        status: str | None,
+        now: datetime,
+        first_in_event: str | None = None,
+        last_out_event: str | None = None,
+    ) -> None:
+        """Store one person's attendance for one (site-local) day, replacing the previous figures."""
+        with transaction(self.db) as tx:
+            tx.execute(
+                "INSERT INTO attendance (person_id, day, first_in, last_out, present_s, status, updated_at, "
+                "first_in_event, last_out_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(person_id, day) DO "
+                "UPDATE SET first_in = excluded.first_in, last_out = excluded.last_out, "
+                "present_s = excluded.present_s, "
+                "status = excluded.status, updated_at = excluded.updated_at, first_in_event = excluded.first_in_event, "
+                "last_out_event = excluded.last_out_event",
+                (
+                    person_id,
+                    day.isoformat(),
+                    stored_time_or_none(first_in),
+                    stored_time_or_none(last_out),
+                    present_s,
+                    status,
+                    stored_time(now),
+                    first_in_event,
+                    last_out_event,
+                ),
+            )
+
+    def attendance(self, day: date) -> list[AttendanceRow]:
+        """Everyone's attendance on one day, by person id."""
+        rows = self.db.conn.execute(
+            "SELECT person_id, day, first_in, last_out, present_s, status, updated_at, first_in_event, last_out_event "
+            "FROM attendance WHERE day = ? ORDER BY person_id",
+            (day.isoformat(),),
+        )
+        return [
+            AttendanceRow(
+                p,
+                date.fromisoformat(d),
+                read_time_or_none(fi),
+                read_time_or_none(lo),
+                float(s),
+                st,
+                read_time(u),
+                fe,
+                le,
+            )
+            for p, d, fi, lo, s, st, u, fe, le in rows
+        ]
