@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, Field, field_validator
 
 from edge.protocol.config import ConfigPath, EntityIdSetting, MqttSettings, Section, SiteSettings
+from hub.alert_settings import AlertRules  # the rule names and their settings live with the rules
 
 
 class HubSettings(Section):
@@ -131,8 +132,6 @@ class HubConfig(Section):
     def _known_rules(
         cls, value: dict[str, dict[str, bool | int | float | str]]
     ) -> dict[str, dict[str, bool | int | float | str]]:
-        from hub.alerts.rule_settings import AlertRules  # the rule names and their settings live with the rules
-
         AlertRules.from_dict(value)  # raises ValueError naming e.g. alerts.absent.after_mins
         return value
 

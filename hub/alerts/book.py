@@ -12,7 +12,7 @@ from ulid import ULID
 
 from edge.protocol import wire
 from edge.protocol.times import as_utc, require_aware
-from hub.alerts.rule_settings import RULE_NAME, is_whole_number
+from hub.alert_settings import RULE_NAME, is_whole_number
 from hub.alerts.rules import Condition
 from hub.notify.notification import SEVERITIES, Severity
 

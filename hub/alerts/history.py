@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from edge.protocol.times import as_utc, require_aware
-from hub.alerts.rule_settings import AlertRules
+from hub.alert_settings import AlertRules
 from hub.alerts.schedule import Schedule, check_keys, parse_instant, parse_schedule, work_time_between
 
 

@@ -26,8 +26,8 @@ from typing import Literal, TypeAlias
 
 from edge.protocol import wire
 from edge.protocol.times import as_utc, require_aware
+from hub.alert_settings import RULE_NAME, LateArrivalRule
 from hub.alerts.history import RuleHistory
-from hub.alerts.rule_settings import RULE_NAME, LateArrivalRule
 from hub.alerts.schedule import Schedule, is_paused, is_work_time, work_start
 from hub.domain.presence import PRESENCE_VALUES, ROLES, SIGHTING_TYPES, PresenceValue, Role, SightingType
 from hub.notify.notification import SEVERITIES, Severity

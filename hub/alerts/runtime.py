@@ -19,9 +19,9 @@ from typing import Literal, Protocol
 
 from edge.protocol import wire
 from edge.protocol.times import WEEKDAYS
+from hub.alert_settings import AlertRules
 from hub.alerts.book import AlertBook, AlertChange, AlertRecord
 from hub.alerts.history import RuleHistory, RuleSet
-from hub.alerts.rule_settings import AlertRules
 from hub.alerts.rules import (
     Condition,
     DeviceFacts,

@@ -15,9 +15,7 @@ import pytest
 from ulid import ULID
 
 from edge.protocol import wire
-from hub.alerts.book import AlertBook, AlertChange, AlertRecord, to_wire
-from hub.alerts.history import RuleHistory, RuleSet
-from hub.alerts.rule_settings import (
+from hub.alert_settings import (
     AbsentRule,
     AlertRules,
     BacklogRule,
@@ -28,6 +26,8 @@ from hub.alerts.rule_settings import (
     UnknownFaceRule,
     WorkstationIdleRule,
 )
+from hub.alerts.book import AlertBook, AlertChange, AlertRecord, to_wire
+from hub.alerts.history import RuleHistory, RuleSet
 from hub.alerts.rules import (
     Condition,
     DeviceFacts,
