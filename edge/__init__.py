@@ -1,1 +1,1 @@
-"""The door device and the workstation agent, plus the pieces every role shares (wire contract, config, MQTT link)."""
+"""What runs on a device (door service, workstation agent, recognition), and the protocol every role speaks."""

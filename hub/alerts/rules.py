@@ -90,7 +90,7 @@ class DeviceFacts:
 
 @dataclass(frozen=True, slots=True)
 class PersonFacts:
-    """A person's presence (``state`` since ``since``, from :mod:`hub.presence`) and whether they arrived today.
+    """A person's presence (``state`` since ``since``, from :mod:`hub.domain.presence`) and whether they arrived today.
 
     ``arrived_today``: attendance has a ``first_in`` for the current day. ``name`` is shown in alerts when given.
     """
