@@ -168,6 +168,16 @@ class _Checker:
         where = f"line {line}: " if line is not None else ""
         self.problems.append(f"{where}{_key_name(path)}: {message}")
 
+    def absent(
+        self, data: Mapping[str, Any], path: tuple[str, ...], key: str, *, required: bool, hint: str = ""
+    ) -> bool:
+        """Whether ``key`` is missing from ``data``; a problem only where it is required."""
+        if key in data:
+            return False
+        if required:
+            self.fail((*path, key), f"required key is missing{hint}")
+        return True
+
     def table(self, data: Mapping[str, Any], path: tuple[str, ...], allowed: Iterable[str]) -> None:
         allowed = list(allowed)
         for key in data:
@@ -185,9 +195,7 @@ class _Checker:
         pattern: re.Pattern[str] | None = None,
         expected: str = "",
     ) -> str | None:
-        if key not in data:
-            if required:
-                self.fail((*path, key), "required key is missing")
+        if self.absent(data, path, key, required=required):
             return None
         value = data[key]
         if not isinstance(value, str) or not value.strip():
@@ -202,9 +210,7 @@ class _Checker:
         return value
 
     def integer(self, data: Mapping[str, Any], path: tuple[str, ...], key: str, *, required: bool = True) -> int | None:
-        if key not in data:
-            if required:
-                self.fail((*path, key), "required key is missing")
+        if self.absent(data, path, key, required=required):
             return None
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -213,8 +219,7 @@ class _Checker:
         return value
 
     def number(self, data: Mapping[str, Any], path: tuple[str, ...], key: str, *, positive: bool = False) -> float:
-        if key not in data:
-            self.fail((*path, key), "required key is missing")
+        if self.absent(data, path, key, required=True):
             return 1.0
         value = data[key]
         if isinstance(value, bool) or not isinstance(value, int | float) or (positive and value <= 0):
@@ -223,9 +228,7 @@ class _Checker:
         return float(value)
 
     def flag(self, data: Mapping[str, Any], path: tuple[str, ...], key: str, *, required: bool = True) -> bool:
-        if key not in data:
-            if required:
-                self.fail((*path, key), "required key is missing (true or false)")
+        if self.absent(data, path, key, required=required, hint=" (true or false)"):
             return False
         value = data[key]
         if not isinstance(value, bool):

@@ -222,13 +222,11 @@ class Pipeline:
             for t in self.tracks
         )
         self._frames_since_detect += 1
-        if not self.tracks and pts_s - self._last_detect_pts < settings.idle_detect_interval_s:
-            if not moved:
-                self.stats.motion_skips += 1
-                return self._expire(pts_s)
-            if self._frames_since_detect < settings.search_detect_interval:
-                self.stats.motion_skips += 1
-                return self._expire(pts_s)
+        # Nobody tracked and the idle detection not yet due: the detector waits for motion, and then its turn.
+        searching = not self.tracks and pts_s - self._last_detect_pts < settings.idle_detect_interval_s
+        if searching and (not moved or self._frames_since_detect < settings.search_detect_interval):
+            self.stats.motion_skips += 1
+            return self._expire(pts_s)
         if settled and self._frames_since_detect < settings.track_detect_interval:
             # Every face is known: follow them by prediction and let the detector rest this frame.
             self.stats.predicted_frames += 1
@@ -255,7 +253,7 @@ class Pipeline:
         """A face that was tried but never named or called unknown before it went: report it as unknown."""
         if track.decided or track.strong_attempts < self.settings.min_attempts_to_report:
             return []
-        return self._decide(track, None, [(s, m) for _, s, m in track.scores], track.last_at, track.last_pts)
+        return self._call_unknown(track, track.last_at, track.last_pts)
 
     def _update(self, image: Image, detections: list[Detection], at: datetime, pts_s: float) -> list[FaceEvent]:
         settings = self.settings
@@ -321,7 +319,7 @@ class Pipeline:
                 events.extend(self._vote(track, match.person_id, match.score, match.margin, at, pts_s))
         for track, _ in matched:
             if self._ready_to_call_unknown(track, pts_s):
-                events.extend(self._decide(track, None, [(sc, m) for _, sc, m in track.scores], at, pts_s))
+                events.extend(self._call_unknown(track, at, pts_s))
         return events
 
     def _worth_trying(self, track: Track, observation: FaceObservation, pts_s: float) -> bool:
@@ -379,8 +377,12 @@ class Pipeline:
             agreeing = [(s, m) for p, s, m in track.scores if p == leader]
             return self._decide(track, leader, agreeing, at, pts_s)
         if self._ready_to_call_unknown(track, pts_s):
-            return self._decide(track, None, [(s, m) for _, s, m in track.scores], at, pts_s)
+            return self._call_unknown(track, at, pts_s)
         return []
+
+    def _call_unknown(self, track: Track, at: datetime, pts_s: float) -> list[FaceEvent]:
+        """Decide the track as an unknown face, on the evidence of every recognition it had."""
+        return self._decide(track, None, [(s, m) for _, s, m in track.scores], at, pts_s)
 
     def _decide(
         self, track: Track, person_id: str | None, evidence: list[tuple[float, float]], at: datetime, pts_s: float
