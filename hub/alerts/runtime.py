@@ -249,27 +249,22 @@ class Alerting:
         self.queue.stop(5)
 
     def _notifier_failing(self, name: str, error: Exception) -> None:
-        self._external.put(
-            Condition(
-                "notifier_failing",
-                ("notifier_failing", name),
-                "critical",
-                f"notifier {name}",
-                f"notifications through {name} keep failing: {error}",
-                wire.now_utc(),
-            )
-        )
+        self._notifier_condition(name, f"notifications through {name} keep failing: {error}", active=True)
 
     def _notifier_recovered(self, name: str) -> None:
+        self._notifier_condition(name, f"{name} delivers again", active=False)
+
+    def _notifier_condition(self, name: str, message: str, *, active: bool) -> None:
+        # One key per notifier for both, so its recovery clears the alert its failing opened.
         self._external.put(
             Condition(
                 "notifier_failing",
                 ("notifier_failing", name),
                 "critical",
                 f"notifier {name}",
-                f"{name} delivers again",
+                message,
                 wire.now_utc(),
-                active=False,
+                active=active,
             )
         )
 
