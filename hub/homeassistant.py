@@ -60,9 +60,7 @@ def ha_person_topics(
 ) -> tuple[str, str, str]:
     """(config, state, attributes) topics of a person's device_tracker."""
     wire.check_id(person_id, "person id")
-    config = f"{discovery_prefix}/device_tracker/{_ha_node(topics)}/person_{_ha_id(person_id)}/config"
-    base = f"{_ha_base(topics)}/person/{person_id}"
-    return config, f"{base}/state", f"{base}/attributes"
+    return _ha_entity_topics(topics, discovery_prefix, "device_tracker", "person", person_id)
 
 
 def ha_device_topics(
@@ -70,8 +68,14 @@ def ha_device_topics(
 ) -> tuple[str, str, str]:
     """(config, state, attributes) topics of a door device's connectivity binary_sensor."""
     wire.check_id(device_id, "device id")
-    config = f"{discovery_prefix}/binary_sensor/{_ha_node(topics)}/device_{_ha_id(device_id)}/config"
-    base = f"{_ha_base(topics)}/device/{device_id}"
+    return _ha_entity_topics(topics, discovery_prefix, "binary_sensor", "device", device_id)
+
+
+def _ha_entity_topics(
+    topics: wire.Topics, discovery_prefix: str, component: str, kind: str, entity_id: str
+) -> tuple[str, str, str]:
+    config = f"{discovery_prefix}/{component}/{_ha_node(topics)}/{kind}_{_ha_id(entity_id)}/config"
+    base = f"{_ha_base(topics)}/{kind}/{entity_id}"
     return config, f"{base}/state", f"{base}/attributes"
 
 

@@ -26,7 +26,7 @@ from typing import Literal, TypeAlias
 
 from edge.protocol import wire
 from edge.protocol.times import as_utc, require_aware
-from hub.alert_settings import RULE_NAME, LateArrivalRule
+from hub.alert_settings import RULE_NAME, AbsentRule, LateArrivalRule, WorkstationIdleRule
 from hub.alerts.history import RuleHistory
 from hub.alerts.schedule import Schedule, is_paused, is_work_time, work_start
 from hub.domain.presence import PRESENCE_VALUES, ROLES, SIGHTING_TYPES, PresenceValue, Role, SightingType
@@ -347,18 +347,8 @@ def evaluate_state(
         seen.add(p.person_id)
         who = p.name or p.person_id
         ab = rules.absent
-        away = (
-            _span(history, ab.only_during_work, p.since, now)
-            if ab.enabled and p.arrived_today and p.state == "out" and p.since is not None
-            else None
-        )
-        holds = away is not None and away >= timedelta(minutes=ab.after_min)
-        message = (
-            f"{who} away {_minutes(away)}{' of work time' if ab.only_during_work else ''} "
-            f"(out since {_clock(p.since, schedule)})"
-            if away is not None and p.since is not None
-            else f"{who} is {p.state}"
-        )
+        out_since = p.since if p.arrived_today and p.state == "out" else None
+        holds, message = _overdue(ev, history, ab, out_since, f"{who} away", "out since", f"{who} is {p.state}")
         ev.emit(holds, ab.only_during_work, "absent", p.person_id, ab.severity, who, message, person_id=p.person_id)
 
         ex = rules.exit_during_work
@@ -382,18 +372,7 @@ def evaluate_state(
     idle_rule = rules.workstation_idle
     for w in workstations:
         who = f"{w.agent} ({w.user})" if w.user else w.agent
-        idle = (
-            _span(history, idle_rule.only_during_work, w.idle_since, now)
-            if idle_rule.enabled and w.idle_since is not None
-            else None
-        )
-        holds = idle is not None and idle >= timedelta(minutes=idle_rule.after_min)
-        message = (
-            f"{who} idle {_minutes(idle)}{' of work time' if idle_rule.only_during_work else ''} "
-            f"(since {_clock(w.idle_since, schedule)})"
-            if idle is not None and w.idle_since is not None
-            else f"{who} is active"
-        )
+        holds, message = _overdue(ev, history, idle_rule, w.idle_since, f"{who} idle", "since", f"{who} is active")
         ev.emit(
             holds,
             idle_rule.only_during_work,
@@ -409,6 +388,26 @@ def evaluate_state(
 
 def _span(history: RuleHistory, work_only: bool, since: datetime, now: datetime) -> timedelta:
     return history.work_time_between(since, now) if work_only else max(now - since, timedelta(0))
+
+
+def _overdue(
+    ev: _StateEval,
+    history: RuleHistory,
+    rule: AbsentRule | WorkstationIdleRule,
+    since: datetime | None,
+    what: str,
+    since_label: str,
+    otherwise: str,
+) -> tuple[bool, str]:
+    """Whether a state that began at ``since`` (None: not in it) has lasted ``rule.after_min``, and the message."""
+    if not rule.enabled or since is None:
+        return False, otherwise
+    span = _span(history, rule.only_during_work, since, ev.now)
+    message = (
+        f"{what} {_minutes(span)}{' of work time' if rule.only_during_work else ''} "
+        f"({since_label} {_clock(since, ev.schedule)})"
+    )
+    return span >= timedelta(minutes=rule.after_min), message
 
 
 def _late(

@@ -249,27 +249,22 @@ class Alerting:
         self.queue.stop(5)
 
     def _notifier_failing(self, name: str, error: Exception) -> None:
-        self._external.put(
-            Condition(
-                "notifier_failing",
-                ("notifier_failing", name),
-                "critical",
-                f"notifier {name}",
-                f"notifications through {name} keep failing: {error}",
-                wire.now_utc(),
-            )
-        )
+        self._notifier_condition(name, f"notifications through {name} keep failing: {error}", active=True)
 
     def _notifier_recovered(self, name: str) -> None:
+        self._notifier_condition(name, f"{name} delivers again", active=False)
+
+    def _notifier_condition(self, name: str, message: str, *, active: bool) -> None:
+        # One key per notifier for both, so its recovery clears the alert its failing opened.
         self._external.put(
             Condition(
                 "notifier_failing",
                 ("notifier_failing", name),
                 "critical",
                 f"notifier {name}",
-                f"{name} delivers again",
+                message,
                 wire.now_utc(),
-                active=False,
+                active=active,
             )
         )
 
@@ -326,11 +321,20 @@ class Alerting:
         )
 
     def _apply(self, conditions: list[Condition], now: datetime) -> None:
-        changes = self.book.apply(conditions, now)
+        self._commit(self.book.apply(conditions, now), now)
+
+    def _commit(self, changes: Sequence[AlertChange], now: datetime) -> None:
         for change in changes:
             self._publish(change, now)
         if changes:
             self._save()
+
+    def _by_hand(
+        self, action: Callable[[str, str, datetime], AlertChange | None], alert_id: str, by: str, now: datetime
+    ) -> AlertRecord:
+        change = action(alert_id, by, now)
+        self._commit([change] if change is not None else [], now)
+        return self.book.get(alert_id)
 
     def _save(self) -> None:
         self.journal.set_meta("alert_book", json.dumps(self.book.to_dict()))
@@ -355,16 +359,8 @@ class Alerting:
 
     def acknowledge(self, alert_id: str, by: str, now: datetime) -> AlertRecord:
         """Acknowledge (raises KeyError for an unknown id, ValueError for a resolved one)."""
-        change = self.book.acknowledge(alert_id, by, now)
-        if change is not None:
-            self._publish(change, now)
-            self._save()
-        return self.book.get(alert_id)
+        return self._by_hand(self.book.acknowledge, alert_id, by, now)
 
     def resolve(self, alert_id: str, by: str, now: datetime) -> AlertRecord:
         """Resolve by hand."""
-        change = self.book.resolve(alert_id, by, now)
-        if change is not None:
-            self._publish(change, now)
-            self._save()
-        return self.book.get(alert_id)
+        return self._by_hand(self.book.resolve, alert_id, by, now)
