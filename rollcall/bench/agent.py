@@ -21,7 +21,7 @@ from pathlib import Path
 from edge.protocol import wire
 from edge.protocol.config import MqttSettings, load_config
 from edge.protocol.mqtt import MqttLink, Received
-from rollcall.bench.runner import Benchmark, Figures, percentile
+from rollcall.bench.runner import Benchmark, Figures, at_least, percentile
 from rollcall.broker import LocalBroker, find_mosquitto
 
 
@@ -129,10 +129,6 @@ def bench_agent(seconds: float = 60.0, change_every_s: float = 10.0, min_interva
     }
 
 
-def _check(args: argparse.Namespace) -> str | None:
-    return "rollcall bench agent: --seconds must be at least 20" if args.seconds < 20 else None
-
-
 def _report(figures: Figures, args: argparse.Namespace) -> list[str]:
     return [
         f"  published : {figures['bytes_per_hour']:>10,} bytes/hour ({figures['thumbnails']} thumbnails)",
@@ -148,5 +144,5 @@ BENCHMARK = Benchmark(
     headline=lambda args: f"bench agent: {args.seconds:.0f} s on a still desktop with a change every 10 s",
     measure=lambda args: bench_agent(seconds=args.seconds),
     report=_report,
-    check=_check,
+    check=at_least("agent", "--seconds", 20),
 )

@@ -25,7 +25,7 @@ from edge.recognition.gallery_codec import GalleryAssembler, build_publication
 from hub.config import HubConfig, HubSettings
 from hub.service import HubService
 from hub.store import HubStore
-from rollcall.bench.runner import Benchmark, Figures, percentile
+from rollcall.bench.runner import Benchmark, Figures, at_least, percentile
 from rollcall.broker import LocalBroker, find_mosquitto
 
 MODEL_ID = "bench:MobileFaceNet.onnx"
@@ -224,10 +224,6 @@ def bench_hub(events: int = 20_000, progress: bool = True) -> dict[str, float | 
     }
 
 
-def _check(args: argparse.Namespace) -> str | None:
-    return "rollcall bench hub: --events must be at least 1000" if args.events < 1000 else None
-
-
 def _report(figures: Figures, args: argparse.Namespace) -> list[str]:
     return [
         f"  ingest   : {figures['ingest_events_per_s']:>8} events/s (batched, one writer)",
@@ -245,5 +241,5 @@ BENCHMARK = Benchmark(
     ),
     measure=lambda args: bench_hub(events=args.events),
     report=_report,
-    check=_check,
+    check=at_least("hub", "--events", 1000),
 )

@@ -23,7 +23,7 @@ from edge.protocol.mqtt import MqttLink, Received
 from edge.protocol.progress import Progress
 from edge.runtime.outbox import Outbox
 from edge.runtime.publisher import OutboxPublisher
-from rollcall.bench.runner import Benchmark, Figures, percentile
+from rollcall.bench.runner import Benchmark, Figures, at_least, percentile
 from rollcall.broker import LocalBroker, find_mosquitto
 from rollcall.tools.receiver import AckingReceiver
 
@@ -176,10 +176,6 @@ def bench_link(
     }
 
 
-def _check(args: argparse.Namespace) -> str | None:
-    return "rollcall bench link: --events must be at least 100" if args.events < 100 else None
-
-
 def _report(figures: Figures, args: argparse.Namespace) -> list[str]:
     return [
         f"  drain    : {figures['drain_events_per_s']:>8} events/s (window 100)",
@@ -194,5 +190,5 @@ BENCHMARK = Benchmark(
     headline=lambda args: f"bench link: drain of {args.events} queued events, then latency at 100 events/s",
     measure=lambda args: bench_link(events=args.events, baseline_events=max(100, args.events // 10)),
     report=_report,
-    check=_check,
+    check=at_least("link", "--events", 100),
 )

@@ -19,6 +19,16 @@ def _nothing_to_check(args: argparse.Namespace) -> str | None:
     return None
 
 
+def at_least(target: str, option: str, least: int) -> Callable[[argparse.Namespace], str | None]:
+    """A :attr:`Benchmark.check` refusing ``--option`` below ``least`` (fewer would measure noise, not speed)."""
+
+    def check(args: argparse.Namespace) -> str | None:
+        value = getattr(args, option.removeprefix("--").replace("-", "_"))
+        return f"rollcall bench {target}: {option} must be at least {least}" if value < least else None
+
+    return check
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """How ``rollcall bench TARGET`` runs; every step is given the command's options."""

@@ -45,10 +45,25 @@ class EventsView(View):
         if not self.backfill:
             self.console.request("events.recent", {"limit": min(self.limit, 1000)}, then=self._recent)
 
-    def _person_name(self, person_id: str | None, names: dict[str, str]) -> str:
-        if person_id is None:
-            return "UNKNOWN FACE"
-        return names.get(person_id, person_id)
+    def _cells(
+        self,
+        at: datetime,
+        device: str,
+        kind: str,
+        person_id: str | None,
+        score: object,
+        has_snapshot: bool,
+        names: dict[str, str],
+    ) -> tuple[str, ...]:
+        """One event's row, whether it came from the hub's backfill or live from the broker."""
+        return (
+            sortable_time(at, self.console.zone),
+            device,
+            kind.upper(),
+            "UNKNOWN FACE" if person_id is None else names.get(person_id, person_id),
+            f"{score:.2f}" if isinstance(score, (int, float)) else "-",  # a backfill row may lack a score
+            "yes" if has_snapshot else "no",
+        )
 
     def _recent(self, result: Any) -> None:
         rows = rows_of(result)
@@ -60,16 +75,16 @@ class EventsView(View):
             if at is None:
                 continue
             person = row.get("person_id")
-            score = row.get("score")
             self.backfill[str(row.get("event_id"))] = (
                 at,
-                (
-                    sortable_time(at, self.console.zone),
+                self._cells(
+                    at,
                     str(row.get("device")),
-                    str(row.get("type")).upper(),
-                    self._person_name(person if isinstance(person, str) else None, names),
-                    f"{score:.2f}" if isinstance(score, (int, float)) else "-",
-                    "yes" if row.get("has_snapshot") else "no",
+                    str(row.get("type")),
+                    person if isinstance(person, str) else None,
+                    row.get("score"),
+                    bool(row.get("has_snapshot")),
+                    names,
                 ),
             )
         self.redraw(force=True)
@@ -84,13 +99,8 @@ class EventsView(View):
         for event in self.console.live.events(self.limit):
             rows[event.event_id] = (
                 event.at,
-                (
-                    sortable_time(event.at, self.console.zone),
-                    event.device,
-                    event.type.upper(),
-                    self._person_name(event.person_id, names),
-                    f"{event.score:.2f}",
-                    "yes" if event.has_snapshot else "no",
+                self._cells(
+                    event.at, event.device, event.type, event.person_id, event.score, event.has_snapshot, names
                 ),
             )
         newest = sorted(rows.items(), key=lambda item: item[1][0])[-self.limit :]

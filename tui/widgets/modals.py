@@ -103,14 +103,21 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
         self.dismiss(None)
 
 
-class ReportScreen(ModalScreen[None]):
-    """A text report (enrolment results, what was erased); any of Esc, Enter or q closes it."""
+class _ViewerScreen(ModalScreen[None]):
+    """A modal that only shows something; any of Esc, Enter or q closes it (subclasses inherit these bindings)."""
 
     BINDINGS = [
         Binding("escape", "close", "Close"),
         Binding("enter", "close", "Close", show=False),
         Binding("q", "close", "Close", show=False),
     ]
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class ReportScreen(_ViewerScreen):
+    """A text report (enrolment results, what was erased); any of Esc, Enter or q closes it."""
 
     def __init__(self, title: str, lines: Sequence[str]) -> None:
         super().__init__()
@@ -124,18 +131,9 @@ class ReportScreen(ModalScreen[None]):
                 yield Static("\n".join(self.lines), id="report-text", markup=False)
             yield Label("Esc or Enter: close", classes="hint")
 
-    def action_close(self) -> None:
-        self.dismiss(None)
 
-
-class ImageScreen(ModalScreen[None]):
+class ImageScreen(_ViewerScreen):
     """One image, as large as the terminal allows."""
-
-    BINDINGS = [
-        Binding("escape", "close", "Close"),
-        Binding("enter", "close", "Close", show=False),
-        Binding("q", "close", "Close", show=False),
-    ]
 
     def __init__(self, title: str, image: PILImage.Image | None, caption: str = "") -> None:
         super().__init__()
@@ -151,6 +149,3 @@ class ImageScreen(ModalScreen[None]):
             else:
                 yield Label("(no image yet)")
             yield Label(self.caption + "   Esc: close", markup=False)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
