@@ -1,7 +1,7 @@
 """Home Assistant MQTT discovery: a device_tracker per person and a connectivity sensor per door device.
 
 The discovery messages (:func:`ha_discovery_messages`, :func:`ha_state_messages`, :func:`ha_removal_messages`) are
-published on topics that are deliberately **outside** the rollcall wire contract (``edge/protocol/wire.py``): the
+published on topics that are deliberately **outside** the rollcall wire contract (``edge/protocol/wire/``): the
 config topics live under Home Assistant's discovery prefix (``homeassistant/...``) and the state topics under
 ``<prefix>/<site>/ha/...``, with plain-string or free-form JSON payloads in the shapes Home Assistant expects, without a
 version field. ``wire.parse_topic`` does not accept them, and nothing in rollcall subscribes to them; they exist only

@@ -161,7 +161,7 @@ class LiveState:
             except Exception:
                 log.exception("connection listener failed")
 
-    def publish(self, topic: str, payload: wire._Payload, qos: int = 1) -> None:
+    def publish(self, topic: str, payload: wire.PayloadBase, qos: int = 1) -> None:
         """Publish on the live link (agent commands, which the hub's API does not carry)."""
         if self.link is None:
             raise RuntimeError("this LiveState has no broker link")
@@ -187,7 +187,7 @@ class LiveState:
             return
         self.apply(ref, payload)
 
-    def apply(self, ref: wire.TopicRef, payload: wire._Payload) -> None:
+    def apply(self, ref: wire.TopicRef, payload: wire.PayloadBase) -> None:
         """Apply one decoded payload to the state."""
         changed: Area | None = None
         with self._lock:
@@ -212,7 +212,7 @@ class LiveState:
         if changed is not None and self._on_change is not None:
             self._on_change(changed)
 
-    def _apply_device(self, device: str, payload: wire._Payload) -> Area | None:
+    def _apply_device(self, device: str, payload: wire.PayloadBase) -> Area | None:
         current = self._devices.get(device) or DeviceState(device)
         if isinstance(payload, wire.Status):
             self._devices[device] = replace(current, status=payload.state, last_seen=payload.at or current.last_seen)
@@ -231,7 +231,7 @@ class LiveState:
             return "events"
         return None
 
-    def _apply_workstation(self, agent: str, payload: wire._Payload) -> Area | None:
+    def _apply_workstation(self, agent: str, payload: wire.PayloadBase) -> Area | None:
         current = self._workstations.get(agent) or WorkstationState(agent)
         if isinstance(payload, wire.Status):
             updated = replace(current, status=payload.state)

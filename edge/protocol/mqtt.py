@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.protocol.config import MqttSettings
-from edge.protocol.wire import Status, _Payload, encode, now_utc
+from edge.protocol.wire import PayloadBase, Status, encode, now_utc
 
 log = logging.getLogger("rollcall.mqtt")
 
@@ -187,10 +187,10 @@ class MqttLink:
                 self._pending_subacks.add(mid)
 
     def publish(
-        self, topic: str, payload: bytes | _Payload, qos: int = 1, retain: bool = False
+        self, topic: str, payload: bytes | PayloadBase, qos: int = 1, retain: bool = False
     ) -> paho.MQTTMessageInfo:
         """Queue a publish; QoS 1 messages published while disconnected go out after reconnecting."""
-        data = encode(payload) if isinstance(payload, _Payload) else payload
+        data = encode(payload) if isinstance(payload, PayloadBase) else payload
         info = self._client.publish(topic, data, qos=qos, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
             raise PublishFailed(f"publish to {topic} refused: {paho.error_string(info.rc)}")

@@ -1,4 +1,4 @@
-"""Tests for the wire contract in edge/protocol/wire.py and its human reference, docs/wire.md."""
+"""Tests for the wire contract in edge/protocol/wire/ and its human reference, docs/wire.md."""
 
 from __future__ import annotations
 

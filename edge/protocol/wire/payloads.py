@@ -1,21 +1,10 @@
-"""The wire contract: every MQTT topic rollcall uses and the strict, versioned schema of every payload.
-
-This module is imported by door devices, the hub and the TUI alike, so it must stay light: it imports the
-standard library and pydantic only (never numpy, cv2, onnxruntime or textual; a test enforces that).
-
-Topics are ``<prefix>/<site>/<role>/<id>/<leaf>`` for devices and agents and ``<prefix>/<site>/hub/<leaf>`` for the
-hub. Every payload is a JSON object with a version field ``v``. Decoding is strict: an unknown field, a wrong type,
-a missing field, an unknown version, a payload that speaks for another device than its topic, or an oversized
-payload raises :class:`WireError`, whose message names the topic and the field.
-"""
+"""Payloads of the wire contract: ids, limits, and the strict, versioned schema of every message."""
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+from typing import Annotated, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -24,7 +13,6 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
-    ValidationError,
     model_validator,
 )
 
@@ -113,7 +101,7 @@ class _Part(_Strict):
     """A nested object inside a payload; versioned by its enclosing payload."""
 
 
-class _Payload(_Strict):
+class PayloadBase(_Strict):
     """A whole message body, with its version field."""
 
     entity_field: ClassVar[str | None] = None
@@ -127,7 +115,7 @@ class _Payload(_Strict):
 # --- device payloads -----------------------------------------------------------------------------------------
 
 
-class Status(_Payload):
+class Status(PayloadBase):
     """Connection state of a device, agent or the hub; retained. ``offline`` is the last will."""
 
     kind = "status"
@@ -138,7 +126,7 @@ class Status(_Payload):
     software: ShortText | None = None
 
 
-class Health(_Payload):
+class Health(PayloadBase):
     """Periodic vital signs of a door device."""
 
     kind = "health"
@@ -159,7 +147,7 @@ class Health(_Payload):
     model_pack: ShortText | None = None
 
 
-class Event(_Payload):
+class Event(PayloadBase):
     """A recognition event: a track confirmed (``seen``) or ended (``left``). ``person_id`` None = unknown face."""
 
     kind = "event"
@@ -178,7 +166,7 @@ class Event(_Payload):
     gallery_version: NonNegInt | None = None
 
 
-class Snapshot(_Payload):
+class Snapshot(PayloadBase):
     """The best face crop of an event's track, JPEG, base64 in ``data``."""
 
     kind = "snapshot"
@@ -193,7 +181,7 @@ class Snapshot(_Payload):
     data: bytes
 
 
-class Ack(_Payload):
+class Ack(PayloadBase):
     """The hub's application-level ack: these events (and snapshots) are committed; the sender may delete them.
 
     ``event_ids`` names every outbox message the hub committed: events, captures (by ``capture_id``) and agent
@@ -208,7 +196,7 @@ class Ack(_Payload):
     snapshot_ids: Annotated[list[Ulid], Field(max_length=MAX_ACK_IDS)] = []
 
 
-class GalleryManifest(_Payload):
+class GalleryManifest(PayloadBase):
     """Describes the device's gallery; retained. The gallery bytes arrive in ``chunks`` chunk messages."""
 
     kind = "gallery_manifest"
@@ -225,7 +213,7 @@ class GalleryManifest(_Payload):
     sha256: Annotated[str, Field(pattern=_SHA256_RE)]
 
 
-class GalleryChunk(_Payload):
+class GalleryChunk(PayloadBase):
     """One piece of a gallery; retained under its index so a device that boots offline-then-online finds them."""
 
     kind = "gallery_chunk"
@@ -244,7 +232,7 @@ class GalleryChunk(_Payload):
         return self
 
 
-class DeviceCommand(_Payload):
+class DeviceCommand(PayloadBase):
     """A command for a door device from the hub or supervisor."""
 
     kind = "device_command"
@@ -262,7 +250,7 @@ class DeviceCommand(_Payload):
         return self
 
 
-class Capture(_Payload):
+class Capture(PayloadBase):
     """A picture a device took because a command asked: an enrolment face crop, or a snapshot of the whole view.
 
     ``index``/``total`` number the pictures of one command; ``final`` marks the last one the device will send for
@@ -300,7 +288,7 @@ class Capture(_Payload):
 # --- agent payloads ------------------------------------------------------------------------------------------
 
 
-class Screen(_Payload):
+class Screen(PayloadBase):
     """A workstation screen image: the small retained thumbnail, or a full snapshot on request."""
 
     kind = "screen"
@@ -349,7 +337,7 @@ class FileChange(_Part):
     dest_path: Annotated[str, Field(max_length=4096)] | None = None
 
 
-class Activity(_Payload):
+class Activity(PayloadBase):
     """A batch of workstation activity, delivered through the outbox and acked like door events."""
 
     kind = "activity"
@@ -365,7 +353,7 @@ class Activity(_Payload):
     files: Annotated[list[FileChange], Field(max_length=1000)] = []
 
 
-class AgentCommand(_Payload):
+class AgentCommand(PayloadBase):
     """A command for a workstation agent from the supervisor."""
 
     kind = "agent_command"
@@ -397,7 +385,7 @@ class PresenceEntry(_Part):
     door: EntityId | None
 
 
-class Presence(_Payload):
+class Presence(PayloadBase):
     """Who is in; retained and republished on every change."""
 
     kind = "presence"
@@ -406,7 +394,7 @@ class Presence(_Payload):
     people: Annotated[list[PresenceEntry], Field(max_length=100_000)]
 
 
-class Alert(_Payload):
+class Alert(PayloadBase):
     """An alert as it stands now (published on every change of state or count)."""
 
     kind = "alert"
@@ -424,7 +412,7 @@ class Alert(_Payload):
     acknowledged_by: ShortText | None = None
 
 
-class Request(_Payload):
+class Request(PayloadBase):
     """A question or command for the hub; the reply goes to ``reply_to`` (MQTT 3.1.1 has no response topic)."""
 
     kind = "request"
@@ -444,7 +432,7 @@ class ReplyError(_Part):
     message: Annotated[str, Field(max_length=2000)]
 
 
-class Reply(_Payload):
+class Reply(PayloadBase):
     """The hub's answer to one request."""
 
     kind = "reply"
@@ -482,7 +470,7 @@ Payload: TypeAlias = (
     | Reply
 )
 
-PAYLOAD_TYPES: tuple[type[_Payload], ...] = (
+PAYLOAD_TYPES: tuple[type[PayloadBase], ...] = (
     Status,
     Health,
     Event,
@@ -500,295 +488,3 @@ PAYLOAD_TYPES: tuple[type[_Payload], ...] = (
     Request,
     Reply,
 )
-
-# --- topics --------------------------------------------------------------------------------------------------
-
-DEVICE_LEAVES: dict[str, type[_Payload]] = {
-    "status": Status,
-    "health": Health,
-    "event": Event,
-    "snapshot": Snapshot,
-    "ack": Ack,
-    "gallery": GalleryManifest,
-    "gallery/chunk": GalleryChunk,
-    "command": DeviceCommand,
-    "capture": Capture,
-}
-AGENT_LEAVES: dict[str, type[_Payload]] = {
-    "status": Status,
-    "thumbnail": Screen,
-    "screenshot": Screen,
-    "activity": Activity,
-    "ack": Ack,
-    "command": AgentCommand,
-}
-HUB_LEAVES: dict[str, type[_Payload]] = {
-    "status": Status,
-    "presence": Presence,
-    "alert": Alert,
-    "request": Request,
-    "reply": Reply,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class TopicRef:
-    """A parsed rollcall topic: which site, which role and entity, which leaf (and chunk index or reply client)."""
-
-    prefix: str
-    site: str
-    role: Literal["device", "agent", "hub"]
-    entity: str | None
-    leaf: str
-    index: int | None = None
-    reply_client: str | None = None
-
-    @property
-    def schema(self) -> type[_Payload]:
-        """The payload schema that this topic carries."""
-        table = {"device": DEVICE_LEAVES, "agent": AGENT_LEAVES, "hub": HUB_LEAVES}[self.role]
-        return table[self.leaf]
-
-
-_TOPIC_RE = re.compile(
-    r"^(?P<prefix>.+)/(?P<site>[^/]+)/(?:"
-    r"(?P<role>device|agent)/(?P<entity>[^/]+)/(?P<leaf>gallery/chunk|[a-z]+)(?:/(?P<index>[0-9]{1,6}))?"
-    r"|hub/(?P<hubleaf>[a-z]+)(?:/(?P<client>[^/]+))?"
-    r")$"
-)
-
-
-def _check_topic_id(topic: str, value: str, what: str) -> None:
-    try:
-        check_id(value, what)
-    except ValueError as exc:
-        raise WireError(topic, "<topic>", str(exc)) from None
-
-
-def parse_topic(topic: str) -> TopicRef:
-    """Parse a concrete rollcall topic, or raise :class:`WireError` naming what is wrong with it."""
-    match = _TOPIC_RE.match(topic)
-    if not match:
-        raise WireError(topic, "<topic>", "not a rollcall topic (expected <prefix>/<site>/<role>/...)")
-    prefix, site = match["prefix"], match["site"]
-    if not PREFIX_RE.match(prefix):
-        raise WireError(topic, "<topic>", f"prefix {prefix!r} is not valid")
-    _check_topic_id(topic, site, "site")
-    if match["role"]:
-        role: Literal["device", "agent", "hub"] = "device" if match["role"] == "device" else "agent"
-        leaf = match["leaf"]
-        leaves = DEVICE_LEAVES if role == "device" else AGENT_LEAVES
-        if leaf not in leaves:
-            raise WireError(topic, "<topic>", f"unknown {role} topic '{leaf}'; known: {', '.join(leaves)}")
-        needs_index = leaf == "gallery/chunk"
-        if needs_index != (match["index"] is not None):
-            raise WireError(topic, "<topic>", "gallery chunk topics end in /<index>; no other topic does")
-        _check_topic_id(topic, match["entity"], f"{role} id")
-        index = int(match["index"]) if match["index"] is not None else None
-        return TopicRef(prefix, site, role, match["entity"], leaf, index=index)
-    hubleaf = match["hubleaf"]
-    if hubleaf not in HUB_LEAVES:
-        raise WireError(topic, "<topic>", f"unknown hub topic '{hubleaf}'; known: {', '.join(HUB_LEAVES)}")
-    if (hubleaf == "reply") != (match["client"] is not None):
-        raise WireError(topic, "<topic>", "reply topics are hub/reply/<client>; no other hub topic has a suffix")
-    if match["client"] is not None:
-        _check_topic_id(topic, match["client"], "client id")
-    return TopicRef(prefix, site, "hub", None, hubleaf, reply_client=match["client"])
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """Builds every topic for one site. ``prefix`` is configurable per installation (default ``rollcall``)."""
-
-    site: str
-    prefix: str = DEFAULT_PREFIX
-
-    def __post_init__(self) -> None:
-        check_id(self.site, "site")
-        if not PREFIX_RE.match(self.prefix):
-            raise ValueError(
-                f"topic prefix {self.prefix!r} is not valid: one or more '/'-separated levels of letters, digits, "
-                "'_' and '-'"
-            )
-
-    @property
-    def base(self) -> str:
-        """``<prefix>/<site>``: the root of everything this site publishes."""
-        return f"{self.prefix}/{self.site}"
-
-    def _device(self, device: str, leaf: str) -> str:
-        return f"{self.base}/device/{check_id(device, 'device id')}/{leaf}"
-
-    def _agent(self, agent: str, leaf: str) -> str:
-        return f"{self.base}/agent/{check_id(agent, 'agent id')}/{leaf}"
-
-    def device_status(self, device: str) -> str:
-        """Retained online/offline/stopped of a door device."""
-        return self._device(device, "status")
-
-    def device_health(self, device: str) -> str:
-        """Periodic health of a door device (QoS 0)."""
-        return self._device(device, "health")
-
-    def device_event(self, device: str) -> str:
-        """Recognition events of a door device (QoS 1, never retained)."""
-        return self._device(device, "event")
-
-    def device_snapshot(self, device: str) -> str:
-        """Face crops for events (QoS 1)."""
-        return self._device(device, "snapshot")
-
-    def device_ack(self, device: str) -> str:
-        """The hub's acks to a door device (QoS 1)."""
-        return self._device(device, "ack")
-
-    def device_gallery(self, device: str) -> str:
-        """The retained gallery manifest of a door device."""
-        return self._device(device, "gallery")
-
-    def device_gallery_chunk(self, device: str, index: int) -> str:
-        """One retained gallery chunk."""
-        if not 0 <= index < MAX_GALLERY_CHUNKS:
-            raise ValueError(f"chunk index must be in 0..{MAX_GALLERY_CHUNKS - 1}")
-        return self._device(device, f"gallery/chunk/{index}")
-
-    def device_command(self, device: str) -> str:
-        """Commands to a door device (QoS 1)."""
-        return self._device(device, "command")
-
-    def device_capture(self, device: str) -> str:
-        """Pictures a device took on command (enrolment crops, snapshots), QoS 1."""
-        return self._device(device, "capture")
-
-    def agent_status(self, agent: str) -> str:
-        """Retained online/offline/stopped of a workstation agent."""
-        return self._agent(agent, "status")
-
-    def agent_thumbnail(self, agent: str) -> str:
-        """The retained latest screen thumbnail of a workstation."""
-        return self._agent(agent, "thumbnail")
-
-    def agent_screenshot(self, agent: str) -> str:
-        """A full-size screen snapshot taken on request."""
-        return self._agent(agent, "screenshot")
-
-    def agent_activity(self, agent: str) -> str:
-        """Activity batches of a workstation (QoS 1, outbox-backed, acked)."""
-        return self._agent(agent, "activity")
-
-    def agent_ack(self, agent: str) -> str:
-        """The hub's acks to an agent."""
-        return self._agent(agent, "ack")
-
-    def agent_command(self, agent: str) -> str:
-        """Commands to a workstation agent (QoS 1)."""
-        return self._agent(agent, "command")
-
-    def hub_status(self) -> str:
-        """Retained online/offline/stopped of the hub."""
-        return f"{self.base}/hub/status"
-
-    def hub_presence(self) -> str:
-        """Retained presence board."""
-        return f"{self.base}/hub/presence"
-
-    def hub_alert(self) -> str:
-        """Alert state changes."""
-        return f"{self.base}/hub/alert"
-
-    def hub_request(self) -> str:
-        """Requests to the hub."""
-        return f"{self.base}/hub/request"
-
-    def hub_reply(self, client: str) -> str:
-        """Replies for one requesting client."""
-        return f"{self.base}/hub/reply/{check_id(client, 'client id')}"
-
-    def all_devices(self, leaf: str) -> str:
-        """Subscription filter for one leaf of every device, e.g. ``all_devices('event')``."""
-        return f"{self.base}/device/+/{leaf}"
-
-    def all_agents(self, leaf: str) -> str:
-        """Subscription filter for one leaf of every agent."""
-        return f"{self.base}/agent/+/{leaf}"
-
-
-# --- encode / decode -----------------------------------------------------------------------------------------
-
-
-def encode(payload: _Payload) -> bytes:
-    """Serialise a payload to the JSON bytes that go on the wire."""
-    return payload.model_dump_json().encode()
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part.startswith("function-after[") or part in {"str", "int", "float", "bool"}:
-            continue  # pydantic's internal validator steps, not part of the payload's shape
-        else:
-            path += f".{part}" if path else part
-    return path or "<payload>"
-
-
-def _peek_version(topic: str, raw: bytes | str) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WireError(topic, "<payload>", f"not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise WireError(topic, "<payload>", f"must be a JSON object, got {type(obj).__name__}")
-    if "v" not in obj:
-        raise WireError(topic, "v", "missing version field")
-    version = obj["v"]
-    if type(version) is not int:
-        raise WireError(topic, "v", f"version must be an integer, got {version!r}")
-    if version not in SUPPORTED_VERSIONS:
-        supported = ", ".join(str(s) for s in sorted(SUPPORTED_VERSIONS))
-        raise WireError(
-            topic, "v", f"unknown version {version}; this build speaks {supported} (upgrade the older side)"
-        )
-    return obj
-
-
-def decode_as(schema: type[_Payload], raw: bytes | str, topic: str = "<no topic>") -> _Payload:
-    """Validate ``raw`` JSON against one schema, raising :class:`WireError` on the first problem."""
-    limit = MAX_BINARY_PAYLOAD_BYTES if schema.binary else MAX_PAYLOAD_BYTES
-    size = len(raw.encode()) if isinstance(raw, str) else len(raw)
-    if size > limit:
-        raise WireError(topic, "<payload>", f"{size} bytes is over the {limit}-byte limit for {schema.kind}")
-    _peek_version(topic, raw)
-    try:
-        return schema.model_validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        problem = first["msg"]
-        if first["type"] == "extra_forbidden":
-            problem = "unknown field"
-        elif first["type"] == "missing":
-            problem = "missing field"
-        raise WireError(topic, _field_path(tuple(first["loc"])), problem) from None
-
-
-def decode(topic: str, raw: bytes | str) -> tuple[TopicRef, _Payload]:
-    """Decode a message received on ``topic``: parse the topic, validate the payload, check who it speaks for."""
-    ref = parse_topic(topic)
-    payload = decode_as(ref.schema, raw, topic)
-    if ref.entity is not None and payload.entity_field is not None:
-        claimed = getattr(payload, payload.entity_field)
-        if claimed != ref.entity:
-            raise WireError(
-                topic,
-                payload.entity_field,
-                f"payload speaks for {claimed!r} but the topic is for {ref.entity!r}",
-            )
-    if isinstance(payload, GalleryChunk) and payload.index != ref.index:
-        raise WireError(topic, "index", f"payload is chunk {payload.index} but the topic is for chunk {ref.index}")
-    return ref, payload
-
-
-def now_utc() -> datetime:
-    """The current UTC time; only for callers at the edge of the program (domain code takes ``now``)."""
-    return datetime.now(UTC)
