@@ -167,6 +167,55 @@ def locate_keys(text: str) -> dict[tuple[str | int, ...], int]:
     return lines
 
 
+NESTED_TOO_DEEPLY = "arrays or inline tables nested too deeply (no setting nests more than a few levels)"
+_DEEP = 64
+"""Nesting deeper than this marks the value that made the TOML parser give up (real configs nest two or three)."""
+
+
+def deep_nesting_line(text: str) -> int | None:
+    """The 1-based line where the value that nests arrays or inline tables more than ``_DEEP`` levels begins.
+
+    A light scan for the error message only: brackets inside strings and comments are skipped, and a value that
+    spans lines is named by the line it starts on. None when nothing nests that deep.
+    """
+    depth = 0
+    value_line = 1
+    quote: str | None = None
+    number = 1
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\n":
+            number += 1
+        elif quote is not None:
+            if text.startswith(quote, index):
+                index += len(quote)
+                quote = None
+                continue
+            if char == "\\" and quote in {'"', '"""'}:  # an escape: the next character cannot end the string
+                number += text.startswith("\n", index + 1)
+                index += 2
+                continue
+        elif char == "#":
+            end = text.find("\n", index)
+            index = len(text) if end < 0 else end
+            continue
+        elif char in {'"', "'"}:
+            quote = char * 3 if text.startswith(char * 3, index) else char
+            index += len(quote)
+            continue
+        elif char in "[{":
+            if depth == 0:
+                value_line = number
+            depth += 1
+            if depth > _DEEP:
+                return value_line
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        index += 1
+    return None
+
+
 # --- problems and loading --------------------------------------------------------------------------------------
 
 
@@ -234,7 +283,7 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     message = message.removeprefix("Value error, ")
     shown = repr(error.get("input"))
     if "input" in error and not isinstance(error["input"], dict) and shown not in message:
-        message += f" (got {error['input']!r})"
+        message += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"  # a value, not a wall of text
     return message
 
 
@@ -250,6 +299,9 @@ def env_overrides(role: str, environ: Mapping[str, str]) -> dict[tuple[str, ...]
             value: Any = tomllib.loads(f"value = {raw}")["value"]
         except tomllib.TOMLDecodeError:
             value = raw  # plain words (host names, paths) need no TOML quoting
+        except RecursionError:
+            # Read as a plain string it would pass as e.g. a host name: refuse it instead.
+            raise ConfigError([ConfigProblem(f"environment {name}", _dotted(path), NESTED_TOO_DEEPLY)]) from None
         found[path] = (name, value)
     return found
 
@@ -289,6 +341,12 @@ def load_config(
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigProblem(source, "<file>", f"not valid TOML: {exc}")]) from None
+    except RecursionError:
+        # tomllib parses arrays and inline tables recursively: a few kilobytes of brackets exhaust the stack.
+        line = deep_nesting_line(text)
+        keys_at_line = {number: path for path, number in locate_keys(text).items()}
+        key = _dotted(keys_at_line[line]) if line is not None and line in keys_at_line else "<file>"
+        raise ConfigError([ConfigProblem(source, key, f"not valid TOML: {NESTED_TOO_DEEPLY}", line)]) from None
     key_lines = locate_keys(text)
     overrides = env_overrides(role, environ)
     for key_path, (_, value) in overrides.items():

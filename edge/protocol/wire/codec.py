@@ -36,11 +36,17 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return path or "<payload>"
 
 
+NESTED_TOO_DEEPLY = "nested too deeply (arrays or objects inside each other beyond what any payload needs)"
+
+
 def _peek_version(topic: str, raw: bytes | str) -> dict[str, Any]:
     try:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WireError(topic, "<payload>", f"not valid JSON ({exc})") from None
+    except RecursionError:
+        # A few kilobytes of brackets exhaust the parser's stack: hostile or broken, never a payload of the contract.
+        raise WireError(topic, "<payload>", NESTED_TOO_DEEPLY) from None
     if not isinstance(obj, dict):
         raise WireError(topic, "<payload>", f"must be a JSON object, got {type(obj).__name__}")
     if "v" not in obj:
@@ -68,6 +74,8 @@ def decode_as(schema: type[PayloadBase], raw: bytes | str, topic: str = "<no top
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         problem = first["msg"]
+        if first["type"] == "json_invalid" and "recursion limit" in problem:
+            raise WireError(topic, "<payload>", NESTED_TOO_DEEPLY) from None
         if first["type"] == "extra_forbidden":
             problem = "unknown field"
         elif first["type"] == "missing":
