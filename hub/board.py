@@ -10,7 +10,15 @@ from datetime import date, datetime, timedelta
 from edge.protocol import wire
 from hub.context import HubContext
 from hub.domain.attendance import AttendanceRules, compute_days, day_bounds, local_day
-from hub.domain.presence import PresenceRules, PresenceState, Role, Sighting, apply_sighting, expire
+from hub.domain.presence import (
+    EventWindow,
+    PresenceRules,
+    PresenceState,
+    Role,
+    Sighting,
+    apply_sighting,
+    expire,
+)
 from hub.store import ReceivedEvent
 
 log = logging.getLogger("rollcall.hub")
@@ -34,6 +42,10 @@ class PresenceBoard:
             timezone=config.site.timezone,
             day_starts_at=config.attendance.day_starts_at,
             settle_out_after=timedelta(minutes=config.attendance.settle_out_after_min),
+        )
+        self.window = EventWindow(
+            max_ahead=timedelta(seconds=config.attendance.max_clock_ahead_s),
+            max_behind=timedelta(days=config.retention.events_days),
         )
         self._presence: dict[str, PresenceState] = {}
         self._listeners: list[PresenceListener] = []
@@ -72,7 +84,10 @@ class PresenceBoard:
     def apply_events(
         self, events: list[ReceivedEvent], inserted: set[str], now: datetime, roles: dict[str, Role]
     ) -> None:
-        """Move presence on by the newly stored events, recompute their people's days, publish a changed board."""
+        """Move presence on by the newly stored events, recompute their people's days, publish a changed board.
+
+        ``events`` must be those that may count (see :class:`EventWindow`): the caller leaves the others out.
+        """
         store = self.context.store
         changed = False
         days: set[tuple[str, date]] = set()
@@ -119,7 +134,9 @@ class PresenceBoard:
         start, end = day_bounds(day, self.attendance_rules)
         sightings = [
             Sighting(event_id, device, person_id, at, "left" if kind == "left" else "seen", has_snapshot)
-            for event_id, device, kind, at, has_snapshot in store.sightings(person_id, start, end)
+            for event_id, device, kind, at, has_snapshot in store.sightings(
+                person_id, start, end, max_ahead_s=self.window.max_ahead.total_seconds()
+            )
         ]
         delivered = {d.id: d.delivered_through for d in store.list_devices() if d.delivered_through is not None}
         for result in compute_days(sightings, roles, self.attendance_rules, now, delivered):

@@ -52,6 +52,9 @@ class AttendanceSettings(Section):
     """A last-out (single `both` camera) is provisional until this long passes without a later sighting."""
     presence_timeout_h: Annotated[float, Field(gt=0, le=72)] = 12.0
     """Someone not seen leaving is marked out this long after their last sighting."""
+    max_clock_ahead_s: Annotated[int, Field(ge=0, le=24 * 3600)] = 300
+    """An event dated further ahead of the hub's clock (a device clock gone wrong) is stored and acked, but moves
+    neither presence nor attendance; so does one older than `retention.events_days`."""
 
 
 Periods = list[Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$")]]

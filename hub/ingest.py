@@ -164,14 +164,34 @@ class Ingest:
         self.counters.duplicates += len(events) - len(inserted)
         for received in events:
             work.acks[received.event.device][0].append(received.event.event_id)
+        counting = self._credible(events, inserted, now)
         # Alerts first, then presence and attendance: the order the hub has always judged new events in.
         roles = self.board.roles()
         self.alerting.on_events(
-            [(r.event, roles.get(r.event.device, "both")) for r in events if r.event.event_id in inserted], now
+            [(r.event, roles.get(r.event.device, "both")) for r in counting if r.event.event_id in inserted], now
         )
-        self.board.apply_events(events, inserted, now, roles)
+        self.board.apply_events(counting, inserted, now, roles)
+        max_ahead_s = self.board.window.max_ahead.total_seconds()
         for device in {r.event.device for r in events}:
-            self.store.advance_delivered(device)
+            self.store.advance_delivered(device, max_ahead_s=max_ahead_s)
+
+    def _credible(self, events: list[ReceivedEvent], inserted: set[str], now: datetime) -> list[ReceivedEvent]:
+        """The events that may move alerts, presence and attendance; the others are flagged once, when first stored.
+
+        An event dated far ahead of the hub's clock (or before the retention) is kept and acked like any other, so
+        nothing accepted is lost, and a dead letter with the reason flags it where malformed messages are looked
+        for: its device's clock needs setting.
+        """
+        counting = []
+        for received in events:
+            event = received.event
+            refusal = self.board.window.refusal(event.at, received.received_at)
+            if refusal is None:
+                counting.append(received)
+            elif event.event_id in inserted:
+                reason = f"event {event.event_id} (seq {event.seq}) {refusal}; stored and acked, not counted"
+                self._dead_letter(self.context.topics.device_event(event.device), reason, wire.encode(event), now)
+        return counting
 
     def _authorised(self, device: str) -> bool:
         if device in self._known_devices:
@@ -207,7 +227,9 @@ class Ingest:
 
     def _event(self, device: str | None, payload: wire.Event, work: _Batch) -> None:
         skew = (work.now - payload.at).total_seconds()
-        work.events.append(ReceivedEvent(payload, work.now, skew if abs(skew) > CLOCK_SKEW_WARN_S else None))
+        # Recorded past the warning level, and always past the allowed lead: the store leaves those events out.
+        notable = abs(skew) > CLOCK_SKEW_WARN_S or -skew > self.board.window.max_ahead.total_seconds()
+        work.events.append(ReceivedEvent(payload, work.now, skew if notable else None))
 
     def _picture(self, device: str | None, payload: wire.Snapshot | wire.Capture, work: _Batch) -> None:
         assert device is not None

@@ -76,6 +76,54 @@ class PresenceRules:
 
 
 @dataclass(frozen=True, slots=True)
+class EventWindow:
+    """Which event times may move presence and attendance, judged against the hub's clock when the event arrives.
+
+    ``max_ahead``: a device clock may run this far ahead of the hub's (NTP drift, a slow first sync). A sighting
+    dated further ahead comes from a clock gone wrong: applied, one event dated 2099 would keep its person ``in``
+    "since 2099" and hide every real sighting after it (presence only moves forward in time).
+    ``max_behind``: the retention of events; an older sighting belongs to a day whose record is already gone.
+
+    Such an event is still stored and acked (nothing accepted is lost); it only does not count.
+    """
+
+    max_ahead: timedelta = timedelta(minutes=5)
+    max_behind: timedelta = timedelta(days=180)
+
+    def __post_init__(self) -> None:
+        if self.max_ahead < timedelta(0) or self.max_behind <= timedelta(0):
+            raise ValueError("max_ahead must not be negative and max_behind must be positive")
+
+    def refusal(self, at: datetime, received_at: datetime) -> str | None:
+        """Why a sighting dated ``at`` that arrived at ``received_at`` must not count; None when it may."""
+        require_aware(at, "at")
+        require_aware(received_at, "received_at")
+        if at - received_at > self.max_ahead:
+            return (
+                f"dated {_iso(at)}, {_span(at - received_at)} ahead of the hub's clock (more than the "
+                f"{_span(self.max_ahead)} a device clock may drift): the device's clock is wrong; set it (NTP)"
+            )
+        if received_at - at > self.max_behind:
+            return (
+                f"dated {_iso(at)}, {_span(received_at - at)} before it arrived (beyond the "
+                f"{_span(self.max_behind)} retention of events)"
+            )
+        return None
+
+
+def _span(delta: timedelta) -> str:
+    """A duration as a person reads it: 40 s, 12 min, 5 h, 27032 days."""
+    seconds = delta.total_seconds()
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceState:
     """One person's presence: a plain value the hub persists with :meth:`to_dict` and reads back after a restart.
 

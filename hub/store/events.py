@@ -93,10 +93,12 @@ class EventStore(JournalStore):
         row = cur.fetchone()
         return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
 
-    def advance_delivered(self, device_id: str) -> datetime | None:
+    def advance_delivered(self, device_id: str, max_ahead_s: float | None = None) -> datetime | None:
         """Move the device's ``delivered_seq``/``delivered_through`` over the seqs now stored without a gap.
 
         The walk starts after ``delivered_seq``, or at the device's lowest stored seq when none was recorded yet.
+        An event that arrived more than ``max_ahead_s`` ahead of the hub's clock moves ``delivered_seq`` but not
+        ``delivered_through`` (a device clock gone wrong would otherwise make every day final at once).
         Returns ``delivered_through`` (None while nothing is known).
         """
         with transaction(self.db) as tx:
@@ -111,12 +113,14 @@ class EventStore(JournalStore):
                 seq = int(low) - 1
             start = seq
             cursor = tx.execute(
-                "SELECT seq, at FROM events WHERE device = ? AND seq > ? ORDER BY seq", (device_id, seq)
+                "SELECT seq, at, clock_skew_s FROM events WHERE device = ? AND seq > ? ORDER BY seq", (device_id, seq)
             )
-            for next_seq, at in cursor:
+            for next_seq, at, skew in cursor:
                 if next_seq != seq + 1:
                     break
                 seq = next_seq
+                if max_ahead_s is not None and skew is not None and -skew > max_ahead_s:
+                    continue
                 through = at if through is None or at > through else through  # a clock stepping back never lowers it
             cursor.close()
             if seq != start:
@@ -128,12 +132,18 @@ class EventStore(JournalStore):
                 )
             return read_time_or_none(through)
 
-    def sightings(self, person_id: str, start: datetime, end: datetime) -> list[tuple[str, str, str, datetime, bool]]:
-        """(event_id, device, type, at, has_snapshot) of a person's events with start <= at < end, in time order."""
+    def sightings(
+        self, person_id: str, start: datetime, end: datetime, max_ahead_s: float | None = None
+    ) -> list[tuple[str, str, str, datetime, bool]]:
+        """(event_id, device, type, at, has_snapshot) of a person's events with start <= at < end, in time order.
+
+        With ``max_ahead_s``, events that arrived more than that ahead of the hub's clock are left out.
+        """
+        ahead = "" if max_ahead_s is None else " AND (clock_skew_s IS NULL OR clock_skew_s >= ?)"
         rows = self.db.conn.execute(
-            "SELECT event_id, device, type, at, has_snapshot FROM events WHERE person_id = ? AND at >= ? AND at < ? "
-            "ORDER BY at",
-            (person_id, stored_time(start), stored_time(end)),
+            "SELECT event_id, device, type, at, has_snapshot FROM events WHERE person_id = ? AND at >= ? AND at < ?"
+            f"{ahead} ORDER BY at",
+            (person_id, stored_time(start), stored_time(end), *(() if max_ahead_s is None else (-max_ahead_s,))),
         )
         return [(e, d, t, read_time(a), bool(h)) for e, d, t, a, h in rows]
 
