@@ -87,14 +87,17 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _load(path: Path) -> Any:
-    from edge.protocol.config import ConfigError, load_config
+    from edge.protocol.config import ConfigError, config_warnings, load_config
     from hub.config import HubConfig
 
     try:
-        return load_config(HubConfig, path, "hub")
+        config = load_config(HubConfig, path, "hub")
     except ConfigError as exc:
         lines = "\n".join(f"  {p}" for p in exc.problems)
         raise SystemExit(_fail(f"{path}: the hub config has problems:\n{lines}")) from None
+    for warning in config_warnings(config):
+        print(f"rollcall: {path}: warning: {warning}", file=sys.stderr, flush=True)
+    return config
 
 
 def _model(config: Any) -> tuple[str, int]:
@@ -123,6 +126,8 @@ def run_hub(args: argparse.Namespace) -> int:
         store = HubStore.from_settings(config.hub)
     except StoreError as exc:
         return _fail(str(exc))
+    except OSError as exc:  # a data folder that cannot be made or written
+        return _fail(f"cannot open the hub's data at {config.hub.database}: {exc.strerror or exc}")
     model_id, size = _model(config)
     enroller = None
     try:
@@ -158,6 +163,8 @@ def rotate_key(args: argparse.Namespace) -> int:
             rows, files = store.rotate_key(retire_old_keys=args.retire_old_keys)
     except StoreError as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot open the hub's data at {config.hub.database}: {exc.strerror or exc}")
     print(f"re-encrypted {rows} templates and {files} files with the new key in {config.hub.key_file}")
     return 0
 
@@ -252,7 +259,7 @@ def _read_only(config: Any) -> sqlite3.Connection:
 
     path = config.hub.database
     if not Path(path).exists():
-        raise SystemExit(_fail(f"no hub database at {path} (check hub.database in {config})"))
+        raise SystemExit(_fail(f"no hub database at {path} (check hub.database in the hub config)"))
     return open_read_only(path)
 
 

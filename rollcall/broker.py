@@ -6,6 +6,7 @@ bound beyond loopback. It speaks MQTT 3.1.1 with retained messages, last wills a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import ipaddress
 import logging
@@ -22,6 +23,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 log = logging.getLogger("rollcall.broker")
+
+
+def tcp_port(text: str) -> int:
+    """An argparse type: a TCP port number from 1 to 65535, refused with the range otherwise."""
+    return _port_in(text, 1)
+
+
+def tcp_port_or_any(text: str) -> int:
+    """An argparse type: a TCP port number, or 0 for "any free port"."""
+    return _port_in(text, 0)
+
+
+def _port_in(text: str, lowest: int) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not lowest <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port: give a TCP port from {lowest} to 65535")
+    return port
 
 
 def broker_config(host: str, port: int) -> dict[str, Any]:
@@ -69,12 +90,18 @@ def run(host: str, port: int) -> int:
     """Blocking entry point for the CLI; returns the exit status."""
     for noisy in ("transitions", "amqtt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from amqtt.errors import BrokerError
+
     try:
         asyncio.run(serve(host, port))
-    except OSError as exc:
+    except (OSError, BrokerError) as exc:
+        # amqtt wraps the socket's OSError (address in use, not this machine's, unknown name) in a BrokerError.
+        cause = exc.__cause__ if isinstance(exc, BrokerError) and exc.__cause__ is not None else exc
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
         print(
-            f"rollcall broker: cannot listen on {host}:{port}: {exc.strerror or exc}. "
-            "Choose another --port or stop whatever holds it."
+            f"rollcall broker: cannot listen on {host}:{port}: {reason}. "
+            "Choose another --port or --host (an address of this machine), or stop whatever holds the port.",
+            file=sys.stderr,
         )
         return 1
     return 0

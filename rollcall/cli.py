@@ -40,7 +40,7 @@ def _config_model(role: str) -> type[BaseModel]:
 
 def check_config(role: str, path: Path) -> int:
     """Validate a role's TOML config plus ROLLCALL_<ROLE>__* overrides; print every problem or a summary."""
-    from edge.protocol.config import ConfigError, load_config
+    from edge.protocol.config import ConfigError, config_warnings, load_config
 
     try:
         config = load_config(_config_model(role), path, role)
@@ -53,6 +53,8 @@ def check_config(role: str, path: Path) -> int:
         return EXIT_BAD_INPUT
     summary = getattr(config, "summary", None)
     print(f"{path}: OK: {summary() if callable(summary) else role + ' config'}")
+    for warning in config_warnings(config):
+        print(f"  warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -83,7 +85,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _cmd_wire_decode(args: argparse.Namespace) -> int:
     from edge.protocol.wire import WireError, decode
 
-    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"rollcall wire decode: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         ref, payload = decode(args.topic, raw)
     except WireError as exc:
@@ -118,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     broker = roles.add_parser("broker", help="run the embedded MQTT broker (demo and Mosquitto-less machines)")
     broker.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    broker.add_argument("--port", type=int, default=1883, help="TCP port (default 1883)")
+    from rollcall.broker import tcp_port  # light: the broker itself (amqtt) is imported only when it runs
+
+    broker.add_argument("--port", type=tcp_port, default=1883, help="TCP port (default 1883)")
     broker.set_defaults(handler=_cmd_broker)
 
     descriptions = {

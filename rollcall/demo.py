@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge.protocol import wire
 from edge.protocol.config import MqttSettings
-from rollcall.broker import LocalBroker, find_mosquitto, free_port
+from rollcall.broker import LocalBroker, find_mosquitto, free_port, tcp_port_or_any
 
 DEMO_SITE = "demo"
 
@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera", default=None, help="use a live camera (index such as 0, or an rtsp:// URL)")
     parser.add_argument("--devices", type=int, default=1, help="door devices replaying the clip (1)")
     parser.add_argument("--dir", type=Path, default=Path("var/demo"), help="where the demo keeps its state (var/demo)")
-    parser.add_argument("--port", type=int, default=0, help="broker port (default: 1883 if free, else any free port)")
+    parser.add_argument(
+        "--port", type=tcp_port_or_any, default=0, help="broker port (default: 1883 if free, else any free port)"
+    )
     parser.add_argument("--no-tui", action="store_true", help="print presence changes instead of opening the TUI")
     parser.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0: until Ctrl-C)")
 

@@ -161,6 +161,7 @@ def run_service(args: argparse.Namespace) -> int:
     from edge.door.service import EdgeService, quality_limits
     from edge.recognition.engine import build_engine
     from edge.recognition.packs import ModelError
+    from edge.runtime.keys import KeyFileError
     from edge.runtime.launcher import launch
     from edge.runtime.outbox import OutboxError
 
@@ -175,4 +176,4 @@ def run_service(args: argparse.Namespace) -> int:
         )
         return EdgeService(config, engine=engine, config_path=args.config, software=software)
 
-    return launch("edge", EdgeConfig, args.config, build, (ModelError, OutboxError, OSError))
+    return launch("edge", EdgeConfig, args.config, build, (ModelError, OutboxError, KeyFileError, OSError))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,6 +91,31 @@ class TlsSettings(Section):
         return self
 
 
+def _open_to_others(path: Path) -> str | None:
+    """``mode 0644`` when group or others may read or write ``path``; None when only its owner may (or unknown)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    return f"mode {mode:04o}" if mode & 0o077 else None
+
+
+def _readable_password_file(value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    try:
+        first = value.read_text(encoding="utf-8").splitlines()[:1]
+    except FileNotFoundError:
+        raise ValueError(
+            f"no such file {value}; create it with the broker password on its first line (chmod 600), or fix the path"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {value}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not first or not first[0]:
+        raise ValueError(f"{value} has no password on its first line")
+    return value
+
+
 class MqttSettings(Section):
     """How to reach the broker."""
 
@@ -99,7 +125,8 @@ class MqttSettings(Section):
     client_id: EntityIdSetting | None = None
     username: str | None = None
     password: str | None = None
-    password_file: ConfigPath | None = None
+    password_file: Annotated[ConfigPath | None, AfterValidator(_readable_password_file)] = None
+    """First line: the password. Checked when the config is loaded: a missing file is a config problem."""
     reconnect_min_s: Annotated[int, Field(ge=1, le=3600)] = 1
     reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 60
     tls: TlsSettings = TlsSettings()
@@ -119,10 +146,29 @@ class MqttSettings(Section):
         return self.client_id or f"{role}-{entity}"
 
     def resolved_password(self) -> str | None:
-        """The password from ``password`` or from the first line of ``password_file``."""
+        """The password from ``password`` or from the first line of ``password_file``.
+
+        A password file that went missing since the config was loaded raises OSError naming it: connecting without
+        the password would only be refused as "not authorised", again and again, without saying why.
+        """
         if self.password_file is not None:
-            return self.password_file.read_text().splitlines()[0] if self.password_file.exists() else None
+            try:
+                lines = self.password_file.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise OSError(
+                    exc.errno, f"mqtt.password_file: cannot read {self.password_file}: {exc.strerror or exc}"
+                ) from None
+            return lines[0] if lines else ""
         return self.password
+
+    def warnings(self) -> list[str]:
+        """What works but should not stay so: a password file others may read."""
+        if self.password_file is not None and (mode := _open_to_others(self.password_file)):
+            return [
+                f"mqtt.password_file: {self.password_file} is readable by group or others ({mode}); "
+                f"run: chmod 600 {self.password_file}"
+            ]
+        return []
 
 
 # --- locating keys in the TOML text ----------------------------------------------------------------------------
@@ -282,7 +328,12 @@ def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
     message = str(error["msg"])
     message = message.removeprefix("Value error, ")
     shown = repr(error.get("input"))
-    if "input" in error and not isinstance(error["input"], dict) and shown not in message:
+    if (
+        "input" in error
+        and not isinstance(error["input"], dict)
+        and shown not in message
+        and str(error["input"]) not in message
+    ):
         message += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"  # a value, not a wall of text
     return message
 
@@ -368,3 +419,9 @@ def load_config(
         # File order first (as a person reads the file), then what came from the environment or has no line.
         problems.sort(key=lambda p: (p.line is None, p.line or 0))
         raise ConfigError(problems) from None
+
+
+def config_warnings(config: BaseModel) -> list[str]:
+    """Warnings about a loaded config that works but should not stay so (today: the MQTT password file's mode)."""
+    mqtt = getattr(config, "mqtt", None)
+    return mqtt.warnings() if isinstance(mqtt, MqttSettings) else []

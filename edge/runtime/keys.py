@@ -28,7 +28,11 @@ def _check_key_mode(key_file: Path) -> None:
 
 
 def ensure_key(key_file: Path) -> None:
-    """Create ``key_file`` (mode 0600) with one new Fernet key if it is absent; refuse one open to group/others."""
+    """Create ``key_file`` (mode 0600) with one new Fernet key if it is absent; refuse one open to group/others.
+
+    An existing file is read too, so a file that holds no usable key is refused at start-up, not when the first
+    gallery arrives to be encrypted with it.
+    """
     if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = key_file.with_name(f".{key_file.name}.new-{os.getpid()}")
@@ -43,7 +47,7 @@ def ensure_key(key_file: Path) -> None:
         finally:
             tmp.unlink()
         fsync_dir(key_file.parent)
-    _check_key_mode(key_file)
+    read_keys(key_file)
 
 
 def read_keys(key_file: Path) -> list[bytes]:
@@ -57,8 +61,11 @@ def read_keys(key_file: Path) -> list[bytes]:
         try:
             Fernet(key)
         except ValueError:
-            raise KeyFileError(f"key file {key_file}: line {number} is not a Fernet key") from None
+            raise KeyFileError(
+                f"key file {key_file}: line {number} is not a Fernet key (44 characters of url-safe base64); "
+                "restore it from a backup"
+            ) from None
         keys.append(key)
     if not keys:
-        raise KeyFileError(f"key file {key_file} holds no key")
+        raise KeyFileError(f"key file {key_file} holds no key; restore it from a backup")
     return keys

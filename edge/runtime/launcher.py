@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from edge.protocol.config import ConfigError, load_config
+from edge.protocol.config import ConfigError, config_warnings, load_config
 from edge.runtime.config import DeviceConfig
 
 
@@ -54,6 +54,8 @@ def launch(
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    for warning in config_warnings(config):
+        print(f"rollcall {role}: {config_path}: warning: {warning}", file=sys.stderr, flush=True)
     try:
         service = build(config, software)
     except build_errors as exc:

@@ -11,12 +11,18 @@ import pytest
 from edge.protocol import wire
 from rollcall.cli import main
 from tests.conftest import REPO_ROOT
+from tests.unit.test_config import example_secrets
 
 EXAMPLES = REPO_ROOT / "docs" / "examples"
 
 
 @pytest.mark.parametrize("role", ["edge", "agent", "hub", "tui"])
-def test_check_config_accepts_the_examples(role: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_accepts_the_examples(
+    role: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "password_file" in (EXAMPLES / f"{role}.toml").read_text():
+        for name, value in example_secrets(tmp_path).items():  # the files the example names, here rather than /etc
+            monkeypatch.setenv(name, value)
     assert main([role, "check-config", str(EXAMPLES / f"{role}.toml")]) == 0
     assert "OK" in capsys.readouterr().out
 

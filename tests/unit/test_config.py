@@ -18,6 +18,17 @@ EXAMPLES = REPO_ROOT / "docs" / "examples"
 ROLES: dict[str, type[BaseModel]] = {"edge": EdgeConfig, "agent": AgentConfig, "hub": HubConfig, "tui": TuiConfig}
 
 
+def example_secrets(folder: Path) -> dict[str, str]:
+    """Overrides pointing the examples' ``mqtt.password_file`` at files that exist (the examples name /etc paths)."""
+    env = {}
+    for role in ROLES:
+        secret = folder / f"{role}-mqtt.password"
+        secret.write_text("s3cret\n")
+        secret.chmod(0o600)
+        env[f"ROLLCALL_{role.upper()}__MQTT__PASSWORD_FILE"] = str(secret)
+    return env
+
+
 def _problems(
     model: type[BaseModel], text: str, tmp_path: Path, env: dict[str, str] | None = None
 ) -> list[ConfigProblem]:
@@ -29,13 +40,15 @@ def _problems(
 
 
 @pytest.mark.parametrize("role", sorted(ROLES))
-def test_example_configs_are_accepted(role: str) -> None:
-    config = load_config(ROLES[role], EXAMPLES / f"{role}.toml", role, {})
+def test_example_configs_are_accepted(role: str, tmp_path: Path) -> None:
+    uses_password_file = "password_file" in (EXAMPLES / f"{role}.toml").read_text()
+    env = example_secrets(tmp_path) if uses_password_file else {}
+    config = load_config(ROLES[role], EXAMPLES / f"{role}.toml", role, env)
     assert config.site.id == "hq"  # type: ignore[attr-defined]
 
 
-def test_edge_example_values_are_read() -> None:
-    config = load_config(EdgeConfig, EXAMPLES / "edge.toml", "edge", {})
+def test_edge_example_values_are_read(tmp_path: Path) -> None:
+    config = load_config(EdgeConfig, EXAMPLES / "edge.toml", "edge", example_secrets(tmp_path))
     assert config.device.id == "door-1"
     assert config.mqtt.tls.enabled and config.mqtt.tls.ca_file == Path("/etc/rollcall/ca.crt")
     assert config.camera.source == "picamera2"
@@ -159,5 +172,5 @@ def test_hub_alert_overrides_are_checked_against_the_rules(tmp_path: Path) -> No
     problems = _problems(HubConfig, "[alerts.absent]\nafter_mins = 3\n[alerts.nonsense]\nenabled = true\n", tmp_path)
     assert len(problems) == 1 and problems[0].key == "alerts"
     assert "alerts.absent.after_mins: unknown setting" in problems[0].problem
-    config = load_config(HubConfig, EXAMPLES / "hub.toml", "hub", {})
+    config = load_config(HubConfig, EXAMPLES / "hub.toml", "hub", example_secrets(tmp_path))
     assert config.schedule.friday == ["08:00-12:00", "13:00-16:00"] and config.alerts["absent"]["after_min"] == 45

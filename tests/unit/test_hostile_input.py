@@ -117,3 +117,112 @@ def test_the_nesting_scan_skips_strings_and_comments() -> None:
     )
     assert deep_nesting_line(text) == 8
     assert deep_nesting_line(text.rsplit("\n", 1)[0]) is None
+
+
+# --- tracebacks that became messages ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder"])
+def test_wire_decode_of_an_unreadable_file_says_so(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "missing.json" if kind == "missing" else tmp_path
+    assert main(["wire", "decode", T.device_event("door-1"), str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read {target}" in err
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_broker_port_out_of_range_is_refused(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["broker", "--port", port])
+    assert info.value.code == 2
+    assert "a TCP port from 1 to 65535" in capsys.readouterr().err
+
+
+def test_broker_on_an_address_it_cannot_bind_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from rollcall.broker import free_port
+
+    assert main(["broker", "--host", "192.0.2.1", "--port", str(free_port())]) == 1  # TEST-NET-1: not this machine's
+    err = capsys.readouterr().err
+    assert "rollcall broker: cannot listen on 192.0.2.1:" in err
+
+
+def _secret(path: Path, mode: int, text: str = "s3cret\n") -> Path:
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def _edge_config(tmp_path: Path, mqtt: str) -> Path:
+    path = tmp_path / "edge.toml"
+    path.write_text(f'[device]\nid = "door-1"\n\n[mqtt]\nusername = "door-1"\n{mqtt}\n')
+    return path
+
+
+def test_a_missing_password_file_is_a_config_problem_naming_key_and_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "mqtt.password"
+    path = _edge_config(tmp_path, f'password_file = "{missing}"')
+    assert main(["edge", "check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:6: mqtt.password_file: no such file {missing}" in err
+
+
+def test_an_empty_password_file_is_a_config_problem(tmp_path: Path) -> None:
+    empty = _secret(tmp_path / "mqtt.password", 0o600, "\n")
+    with pytest.raises(ConfigError, match=r"mqtt\.password_file: .*no password on its first line"):
+        load_config(EdgeConfig, _edge_config(tmp_path, f'password_file = "{empty}"'), "edge", {})
+
+
+def test_a_password_file_open_to_others_passes_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = _secret(tmp_path / "mqtt.password", 0o644)
+    path = _edge_config(tmp_path, f'password_file = "{secret}"')
+    assert main(["edge", "check-config", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert "OK" in captured.out
+    assert f"warning: mqtt.password_file: {secret} is readable by group or others (mode 0644)" in captured.err
+    assert f"chmod 600 {secret}" in captured.err
+    secret.chmod(0o600)
+    assert main(["edge", "check-config", str(path)]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_the_password_is_read_from_the_file_and_never_silently_dropped(tmp_path: Path) -> None:
+    secret = _secret(tmp_path / "mqtt.password", 0o600)
+    config = load_config(EdgeConfig, _edge_config(tmp_path, f'password_file = "{secret}"'), "edge", {})
+    assert config.mqtt.resolved_password() == "s3cret"
+    secret.unlink()  # gone after the config was checked: say so, do not connect without a password
+    with pytest.raises(OSError, match=str(secret)):
+        config.mqtt.resolved_password()
+
+
+def test_demo_port_out_of_range_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--port", "99999", "--no-tui"])
+    assert info.value.code == 2
+    assert "a TCP port from 0 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["hub", "run"], ["hub", "rotate-key"], ["report", "events"]])
+def test_hub_commands_on_a_data_folder_that_cannot_exist_say_so(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # a file where the data folder should be: it can never be made
+    path = tmp_path / "hub.toml"
+    path.write_text(
+        f'[hub]\ndatabase = "{blocker / "rollcall.db"}"\ndata_dir = "{blocker}"\nkey_file = "{blocker / "hub.key"}"\n'
+    )
+    status: int | str | None
+    try:
+        status = main([*command, "--config", str(path)])
+    except SystemExit as exit_:  # the report commands leave through SystemExit
+        status = exit_.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert str(blocker / "rollcall.db") in err
+    assert "HubConfig" not in err and "SiteSettings(" not in err, "the message names the file, not the whole config"
