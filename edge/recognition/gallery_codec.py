@@ -164,6 +164,8 @@ def _parse(data: bytes) -> tuple[_Header, bytes]:
         obj: Any = json.loads(body[:header_len].decode())
     except (UnicodeDecodeError, ValueError) as exc:
         raise GalleryError(f"gallery header is not UTF-8 JSON ({exc})") from None
+    except RecursionError:  # a few kilobytes of brackets exhaust the JSON parser's stack
+        raise GalleryError("gallery header is JSON nested too deeply") from None
     header = _check_header(obj)
     matrix = body[header_len:]
     expected = header.templates * header.embedding_size * 2

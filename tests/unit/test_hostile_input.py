@@ -226,3 +226,15 @@ def test_hub_commands_on_a_data_folder_that_cannot_exist_say_so(
     err = capsys.readouterr().err
     assert str(blocker / "rollcall.db") in err
     assert "HubConfig" not in err and "SiteSettings(" not in err, "the message names the file, not the whole config"
+
+
+def test_a_gallery_with_a_deeply_nested_header_is_a_gallery_error() -> None:
+    import struct
+    import zlib
+
+    from edge.recognition.gallery_codec import MAGIC, GalleryError, decode_gallery
+
+    header = DEEP_ARRAY.encode()
+    blob = zlib.compress(struct.pack("<4sI", MAGIC, len(header)) + header)
+    with pytest.raises(GalleryError, match="nested too deeply"):
+        decode_gallery(blob)
