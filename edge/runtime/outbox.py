@@ -7,7 +7,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,13 +322,14 @@ class Outbox:
                 f"outbox {self.path} has a damaged meta table (schema version {version!r}, missing {missing}); "
                 + _move_aside(self.path)
             )
-        epoch = meta.get("epoch")
-        if not isinstance(epoch, int) or epoch <= 0:
-            # An outbox made before epochs: it keeps its numbers and gets its epoch now, once.
-            epoch = self._new_epoch()
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (epoch,))
-            log.info("outbox %s: epoch %016x assigned (made by a build before epochs)", self.path, epoch)
-        return epoch
+        stored = meta.get("epoch")
+        if isinstance(stored, int) and stored > 0:
+            return stored
+        # An outbox made before epochs: it keeps its numbers and gets its epoch now, once.
+        assigned = self._new_epoch()
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (assigned,))
+        log.info("outbox %s: epoch %016x assigned (made by a build before epochs)", self.path, assigned)
+        return assigned
 
     # --- plumbing ------------------------------------------------------------------------------------------------
 
@@ -516,6 +517,26 @@ class Outbox:
                     (when, *chunk),
                 )
                 touched += cursor.rowcount
+        return touched
+
+    def record_sends(
+        self, messages: Mapping[int, tuple[int, float]], attachments: Mapping[str, tuple[int, float]]
+    ) -> int:
+        """Record sends that could not be recorded when they happened (the disk was full) in one transaction.
+
+        ``messages`` maps a seq, and ``attachments`` a message_id, to (how many sends, when the last one was);
+        the attempts grow by that many, so the backoff continues as if each send had been recorded. Returns how
+        many rows that touched (acked ones are gone and ignored).
+        """
+        touched = 0
+        with self._write() as conn:
+            for table, key, sends in (("messages", "seq", messages), ("attachments", "message_id", attachments)):
+                for row_key, (count, last) in sends.items():
+                    touched += conn.execute(
+                        f"UPDATE {table} SET attempts = attempts + ?, "
+                        f"last_sent_at = max(coalesce(last_sent_at, ?), ?) WHERE {key} = ?",
+                        (count, last, last, row_key),
+                    ).rowcount
         return touched
 
     def ack(self, message_ids: Sequence[str], attachment_ids: Sequence[str] = ()) -> int:

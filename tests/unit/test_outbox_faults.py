@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from edge.runtime.outbox import Outbox, OutboxError, OutboxFull, OutboxWriteFailed
+from tests.helpers.filesystems import fill, small_tmpfs
 
 TOPIC = "rollcall/hq/device/door1/event"
 BIG = 10**9
@@ -28,32 +28,9 @@ def msg(size: int = 10, prefix: str = "m") -> Callable[[int], tuple[str, str, by
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A real 1 MB tmpfs, mounted for the test (needs root, as in CI's container) and unmounted after it."""
-    where = tmp_path / "small-fs"
-    where.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)], capture_output=True, text=True, check=False
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    """A real 1 MB tmpfs for the test."""
+    with small_tmpfs(tmp_path / "small-fs", size="1m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def fill(where: Path) -> Path:
-    """Fill the file system at ``where`` with one filler file; returns it (delete it to free the space)."""
-    filler = where / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(descriptor, b"\0" * 4096)
-    except OSError:
-        pass  # ENOSPC: full
-    finally:
-        os.close(descriptor)
-    return filler
 
 
 # --- the epoch ------------------------------------------------------------------------------------------------
@@ -110,9 +87,9 @@ def _garble_index(path: Path) -> None:
     """Overwrite the root page of the message_id index with junk: the header and the messages table stay readable."""
     conn = sqlite3.connect(path)
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-    root = conn.execute(
-        "SELECT rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'messages'"
-    ).fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'messages'").fetchone()[
+        0
+    ]
     conn.close()
     with path.open("r+b") as file:
         file.seek((root - 1) * page_size)

@@ -1,0 +1,174 @@
+"""The door device under faults, against a real Mosquitto: a full disk under its outbox, sends it cannot record."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.door.config import EdgeConfig
+from edge.door.service import EdgeService
+from edge.protocol import wire
+from edge.protocol.config import load_config
+from edge.protocol.mqtt import MqttLink
+from edge.recognition.engine import build_engine
+from edge.recognition.faces import FaceEngine, gallery_from_results
+from edge.runtime.outbox import Outbox
+from edge.runtime.publisher import OutboxPublisher
+from rollcall.tools.receiver import AckingReceiver
+from tests.helpers.brokers import TestBroker
+from tests.helpers.filesystems import fill, small_tmpfs
+from tests.helpers.mqtt import probe, settings_for
+from tests.integration.test_edge_service import DEVICE, SITE, wait_until, write_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def receiver(broker: TestBroker, tmp_path: Path) -> Iterator[AckingReceiver]:
+    """The hub stand-in: commits events to a real SQLite file, then acks."""
+    instance = AckingReceiver(settings_for(broker), tmp_path / "hub.db", client_id="hub-test")
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir: Path) -> FaceEngine:
+    """The default pack, built once."""
+    return build_engine(model_dir=model_dir)
+
+
+def _door_view(folder: Path, face: Path) -> Path:
+    """A looping camera: a face for 1 s, then an empty door for 4.5 s (past the track's end and rejoin hold).
+
+    With the person in the gallery every loop is one ``seen`` and one ``left`` made by the camera thread itself.
+    """
+    folder.mkdir()
+    image = cv2.imread(str(face), cv2.IMREAD_COLOR)
+    blank = np.full_like(image, 90)
+    for index in range(10):
+        shutil.copy(face, folder / f"0-face-{index:02d}.jpg")
+    for index in range(45):
+        cv2.imwrite(str(folder / f"1-empty-{index:02d}.png"), blank)
+    return folder
+
+
+def test_a_full_disk_keeps_the_door_running_and_it_recovers_by_itself(
+    broker: TestBroker,
+    receiver: AckingReceiver,
+    tmp_path: Path,
+    model_dir: Path,
+    engine: FaceEngine,
+    faces_dir: Path,
+) -> None:
+    face = faces_dir / "Barack_Obama" / "obama.jpg"
+    camera = _door_view(tmp_path / "door-view", face)
+    result = engine.enrol_photo(face, "p-0001", strict=False)
+    gallery = gallery_from_results([result], engine.embedder.model_id, version=1)
+    with small_tmpfs(tmp_path / "edge-data", size="3m") as data_dir:
+        config = load_config(EdgeConfig, write_config(tmp_path, broker, model_dir, camera=camera), "edge", {})
+        assert config.device.data_dir == data_dir
+        service = EdgeService(config, engine=engine)
+        service.pipeline.replace_gallery(gallery)
+        with probe(broker, SITE.device_health(DEVICE)) as seen:
+
+            def reported_errors() -> list[str]:
+                found = [wire.decode(m.topic, m.payload)[1] for m in seen.on(SITE.device_health(DEVICE))]
+                return [h.gallery_error or "" for h in found if isinstance(h, wire.Health)]
+
+            service.start()
+            try:
+                assert wait_until(lambda: len(receiver.stored_events()) >= 2, 60), "the camera makes events"
+                filler = fill(data_dir)
+                assert wait_until(lambda: service.health(1.0, 1.0).refused_events > 0, 60), "refusals are counted"
+                health = service.health(1.0, 1.0)
+                assert health.gallery_error is not None and "cannot be written" in health.gallery_error
+                assert seen.wait_for(lambda _: any("cannot be written" in e for e in reported_errors()), 10)
+                camera_thread = next(t for t in service._threads if t.name == "camera")
+                frames = service.status.frames
+                assert wait_until(lambda: service.status.frames > frames + 10, 10) and camera_thread.is_alive()
+
+                filler.unlink()  # space returns: no restart
+                stored = len(receiver.stored_events())
+                assert wait_until(lambda: len(receiver.stored_events()) >= stored + 2, 60), "events flow again"
+                assert wait_until(lambda: "cannot be written" not in (service.health(1.0, 1.0).gallery_error or ""), 10)
+                assert service.health(1.0, 1.0).refused_events >= health.refused_events, "the count is kept"
+                assert all(thread.is_alive() for thread in service._threads)
+            finally:
+                service.stop()
+    seqs = [seq for _, _, seq in receiver.stored_events()]
+    assert len(seqs) == len(set(seqs)), "nothing stored twice"
+
+
+def test_the_publisher_keeps_its_backoff_when_sends_cannot_be_recorded(
+    broker: TestBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [1000.0]
+    with small_tmpfs(tmp_path / "outbox-fs", size="1m") as where:
+        outbox = Outbox(where / "outbox.db", max_bytes=10**9, clock=lambda: now[0])
+        link = MqttLink(settings_for(broker), client_id="door-publisher")
+        link.start()
+        try:
+            assert link.wait_connected(10)
+            for _ in range(5):
+                outbox.add(lambda s: (f"message-{s}", SITE.device_event(DEVICE), b"x" * 100))
+            publisher = OutboxPublisher(outbox, link, resend_after_s=10.0, clock=lambda: now[0])
+            filler = fill(where)
+            sends: list[int] = []
+            with caplog.at_level(logging.WARNING):
+                # One pass every 0.5 s of the outbox clock for 10 minutes: the run loop's pace while the disk is full.
+                for _ in range(1200):
+                    sends.append(publisher.pump())
+                    now[0] += 0.5
+            # Sent at 0, then 10 s later, then backing off 20, 40, 80, 160, 160 s: 7 rounds of 5 messages in 600 s,
+            # as if every send had been recorded (without the backoff it would be 60 rounds).
+            rounds = [index * 0.5 for index, count in enumerate(sends) if count]
+            assert rounds == [0.0, 10.0, 30.0, 70.0, 150.0, 310.0, 470.0], rounds
+            assert all(count == 5 for count in sends if count)
+            assert not [r for r in caplog.records if r.exc_info], "no traceback per pass"
+
+            filler.unlink()
+            publisher.pump()  # the sends made meanwhile are recorded now
+            attempts = {m.message_id: m.attempts for m in outbox.due(10, 0.0, now[0] + 10**6)}
+            assert attempts == {f"message-{seq}": 7 for seq in range(1, 6)}
+        finally:
+            link.stop()
+            outbox.close()
+
+
+def test_a_publisher_pass_that_fails_does_not_log_a_traceback_every_tick(
+    broker: TestBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with small_tmpfs(tmp_path / "outbox-fs", size="1m") as where:
+        outbox = Outbox(where / "outbox.db", max_bytes=10**9)
+        link = MqttLink(settings_for(broker), client_id="door-publisher")
+        link.start()
+        try:
+            assert link.wait_connected(10)
+            for _ in range(5):
+                outbox.add(lambda s: (f"message-{s}", SITE.device_event(DEVICE), b"x" * 100))
+            publisher = OutboxPublisher(outbox, link, resend_after_s=0.01)
+            filler = fill(where)
+            stop = threading.Event()
+            with caplog.at_level(logging.INFO):
+                runner = threading.Thread(target=publisher.run, args=(stop, 0.01))
+                runner.start()
+                assert wait_until(lambda: publisher.published >= 10, 20)
+                filler.unlink()
+                assert wait_until(lambda: outbox.stats().write_error is None, 20)
+                stop.set()
+                runner.join(10)
+            tracebacks = [r for r in caplog.records if r.exc_info]
+            assert len(tracebacks) <= 1, [r.getMessage() for r in tracebacks]
+        finally:
+            link.stop()
+            outbox.close()
