@@ -21,11 +21,13 @@ from edge.recognition.engine import build_engine
 from edge.recognition.faces import FaceEngine, gallery_from_results
 from edge.runtime.outbox import Outbox
 from edge.runtime.publisher import OutboxPublisher
+from hub.service import HubService
 from rollcall.tools.receiver import AckingReceiver
 from tests.helpers.brokers import TestBroker
 from tests.helpers.filesystems import fill, small_tmpfs
+from tests.helpers.hub import HubStarter
 from tests.helpers.mqtt import probe, settings_for
-from tests.integration.test_edge_service import DEVICE, SITE, wait_until, write_config
+from tests.integration.test_edge_service import DEVICE, SITE, EdgeProcess, wait_until, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -172,3 +174,40 @@ def test_a_publisher_pass_that_fails_does_not_log_a_traceback_every_tick(
         finally:
             link.stop()
             outbox.close()
+
+
+def _hub_events(hub: HubService) -> list[tuple[str, str, int]]:
+    """(event_id, epoch, seq) of every event the hub stored."""
+    rows = hub.store.db.conn.execute("SELECT event_id, epoch, seq FROM events ORDER BY epoch, seq").fetchall()
+    return [(str(e), str(p), int(s)) for e, p, s in rows]
+
+
+@pytest.mark.parametrize("how", ["moved aside", "0 bytes"])
+def test_a_new_outbox_never_turns_new_events_into_dead_letters(
+    broker: TestBroker, start_hub: HubStarter, tmp_path: Path, model_dir: Path, how: str
+) -> None:
+    hub = start_hub()
+    config = write_config(tmp_path, broker, model_dir)
+    outbox = tmp_path / "edge-data" / "outbox.db"
+    accepted: list[str] = []
+    for run in range(2):
+        if run == 1:
+            # Between runs: the outbox's own advice for a broken file, or a file truncated to nothing.
+            if how == "moved aside":
+                outbox.rename(outbox.with_name("outbox.db.bad"))
+            else:
+                outbox.write_bytes(b"")
+            for leftover in ("outbox.db-wal", "outbox.db-shm"):
+                (outbox.parent / leftover).unlink(missing_ok=True)
+        edge = EdgeProcess(config, events=10, rate=50)
+        try:
+            assert edge.ready.wait(60) and edge.done.wait(60)
+            accepted += [event_id for _, event_id in edge.added]
+            assert wait_until(lambda n=len(accepted): len(_hub_events(hub)) == n, 30), "every event reaches the hub"
+        finally:
+            assert edge.terminate() == 0
+    stored = _hub_events(hub)
+    assert sorted(e for e, _, _ in stored) == sorted(accepted), "every event stored once, none lost"
+    assert hub.store.dead_letter_count() == 0
+    epochs = hub.store.device_epochs(DEVICE)
+    assert [seq for _, seq in epochs] == [10, 10] and len({epoch for epoch, _ in epochs}) == 2
