@@ -6,6 +6,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -182,6 +183,10 @@ def _hub_events(hub: HubService) -> list[tuple[str, str, int]]:
     return [(str(e), str(p), int(s)) for e, p, s in rows]
 
 
+def _hub_holds(hub: HubService, count: int) -> bool:
+    return len(_hub_events(hub)) == count
+
+
 @pytest.mark.parametrize("how", ["moved aside", "0 bytes"])
 def test_a_new_outbox_never_turns_new_events_into_dead_letters(
     broker: TestBroker, start_hub: HubStarter, tmp_path: Path, model_dir: Path, how: str
@@ -203,7 +208,7 @@ def test_a_new_outbox_never_turns_new_events_into_dead_letters(
         try:
             assert edge.ready.wait(60) and edge.done.wait(60)
             accepted += [event_id for _, event_id in edge.added]
-            assert wait_until(lambda n=len(accepted): len(_hub_events(hub)) == n, 30), "every event reaches the hub"
+            assert wait_until(partial(_hub_holds, hub, len(accepted)), 30), "every event reaches the hub"
         finally:
             assert edge.terminate() == 0
     stored = _hub_events(hub)
