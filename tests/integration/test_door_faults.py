@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -24,6 +28,7 @@ from edge.runtime.outbox import Outbox
 from edge.runtime.publisher import OutboxPublisher
 from hub.service import HubService
 from rollcall.tools.receiver import AckingReceiver
+from tests.conftest import REPO_ROOT
 from tests.helpers.brokers import TestBroker
 from tests.helpers.filesystems import fill, small_tmpfs
 from tests.helpers.hub import HubStarter
@@ -216,3 +221,37 @@ def test_a_new_outbox_never_turns_new_events_into_dead_letters(
     assert hub.store.dead_letter_count() == 0
     epochs = hub.store.device_epochs(DEVICE)
     assert [seq for _, seq in epochs] == [10, 10] and len({epoch for epoch, _ in epochs}) == 2
+
+
+def test_edge_run_refuses_a_garbled_outbox_saying_what_was_not_delivered(
+    broker: TestBroker, tmp_path: Path, model_dir: Path
+) -> None:
+    config = write_config(tmp_path, broker, model_dir)  # no receiver: all 30 events stay in the outbox
+    edge = EdgeProcess(config, events=30, rate=200)
+    try:
+        assert edge.ready.wait(60) and edge.done.wait(60)
+    finally:
+        assert edge.terminate() == 0
+    outbox = tmp_path / "edge-data" / "outbox.db"
+    connection = sqlite3.connect(outbox)
+    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    index_root = connection.execute(
+        "SELECT rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'messages'"
+    ).fetchone()[0]
+    connection.close()
+    with outbox.open("r+b") as file:  # the message_id index garbled; the messages themselves still readable
+        file.seek((index_root - 1) * page_size)
+        file.write(os.urandom(page_size))
+    before = outbox.read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "rollcall.cli", "edge", "run", "--config", str(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "corrupt" in result.stderr and "30 undelivered messages (seq 1-30)" in result.stderr
+    assert f"mv '{outbox}'" in result.stderr and "Traceback" not in result.stderr
+    assert outbox.read_bytes() == before
