@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -254,16 +255,28 @@ def people_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_only(config: Any) -> sqlite3.Connection:
+def _with_database(config: Any, work: Callable[[sqlite3.Connection], int]) -> int:
+    """Run a report on a read-only connection; a damaged or foreign file is a clear message and exit 1."""
     from hub.store.reports import open_read_only
+    from hub.store.schema import APPLICATION_ID, damaged_advice
 
-    path = config.hub.database
-    if not Path(path).exists():
-        raise SystemExit(_fail(f"no hub database at {path} (check hub.database in the hub config)"))
-    return open_read_only(path)
+    path = Path(config.hub.database)
+    if not path.exists():
+        return _fail(f"no hub database at {path} (check hub.database in the hub config)")
+    try:
+        connection = open_read_only(path)
+        try:
+            if connection.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                return _fail(f"{path} is not a rollcall hub database (it is empty or another program's file)", 1)
+            return work(connection)
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        return _fail(f"database {path} cannot be read, it is corrupt ({exc}): {damaged_advice(path)}", 1)
 
 
-def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
+def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> int:
+    """Print the rows in the format asked for; the exit status (0)."""
     if fmt == "json":
         print(json.dumps(rows, indent=2, default=str))
     elif fmt == "csv":
@@ -275,6 +288,7 @@ def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> None:
         print("  ".join(c.ljust(widths[c]) for c in columns))
         for row in rows:
             print("  ".join(str(row.get(c) or "").ljust(widths[c]) for c in columns))
+    return 0
 
 
 def report_attendance(args: argparse.Namespace) -> int:
@@ -286,9 +300,8 @@ def report_attendance(args: argparse.Namespace) -> int:
     end = args.end or start
     if end < start:
         return _fail("--to is before --from")
-    rows = attendance_rows(_read_only(config), start, end)
-    _emit(rows, args.format, ["day", "person_id", "name", "first_in", "last_out", "hours", "status"])
-    return 0
+    columns = ["day", "person_id", "name", "first_in", "last_out", "hours", "status"]
+    return _with_database(config, lambda db: _emit(attendance_rows(db, start, end), args.format, columns))
 
 
 def report_events(args: argparse.Namespace) -> int:
@@ -298,20 +311,22 @@ def report_events(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if not 1 <= args.last <= 100_000:
         return _fail("--last must be between 1 and 100000")
-    rows = recent_event_rows(_read_only(config), args.last)
-    _emit(rows, args.format, ["at", "device", "seq", "type", "person_id", "name", "score"])
-    return 0
+    columns = ["at", "device", "seq", "type", "person_id", "name", "score"]
+    return _with_database(config, lambda db: _emit(recent_event_rows(db, args.last), args.format, columns))
 
 
 def report_person(args: argparse.Namespace) -> int:
     """``rollcall report person``."""
+    config = _load(args.config)
+    return _with_database(config, lambda db: _person_report(db, args.person))
+
+
+def _person_report(connection: sqlite3.Connection, person: str) -> int:
     from hub.store.reports import people_matching, person_days, person_presence
 
-    config = _load(args.config)
-    connection = _read_only(config)
-    found = people_matching(connection, args.person)
+    found = people_matching(connection, person)
     if len(found) != 1:
-        return _fail(f"{'no' if not found else 'several'} people match {args.person!r}")
+        return _fail(f"{'no' if not found else 'several'} people match {person!r}")
     person_id, name = found[0]["id"], found[0]["name"]
     presence = person_presence(connection, person_id)
     print(f"{name} ({person_id})")

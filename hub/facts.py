@@ -97,7 +97,8 @@ class SiteFacts:
         Runs on the bot's thread, so it opens a store of its own (WAL: readers never block the writer).
         """
         day = day or wire.now_utc().date()
-        with HubStore.from_settings(self.context.config.hub) as store:
+        # quick_check off: the hub checked the file when it started, and this runs on every bot request.
+        with HubStore.from_settings(self.context.config.hub, quick_check=False) as store:
             names = {p.id: p.name or p.id for p in store.list_people()}
             rows = store.attendance(day)
             photos: list[tuple[str, bytes]] = []

@@ -89,6 +89,7 @@ class Ingest:
         self.homeassistant = homeassistant
         self.counters = HubCounters()
         self._known_devices: set[str] = set()  # devices are never deleted while the hub runs
+        self._epochs: dict[str, set[str]] = {}  # device -> the outbox epochs it has sent events in
         self.handlers: dict[tuple[str, type[Any]], Handler] = {
             ("hub", wire.Request): self._request,
             ("agent", wire.Activity): self._activity,
@@ -159,6 +160,7 @@ class Ingest:
 
     def _store_events(self, work: _Batch, now: datetime) -> None:
         events = work.events
+        self._note_new_epochs(events)
         inserted = set(self.store.insert_events(events))
         self.counters.events_stored += len(inserted)
         self.counters.duplicates += len(events) - len(inserted)
@@ -192,6 +194,26 @@ class Ingest:
                 reason = f"event {event.event_id} (seq {event.seq}) {refusal}; stored and acked, not counted"
                 self._dead_letter(self.context.topics.device_event(event.device), reason, wire.encode(event), now)
         return counting
+
+    def _note_new_epochs(self, events: list[ReceivedEvent]) -> None:
+        """Say when a device starts a new outbox epoch: its numbers start again, and its old file may hold events."""
+        for received in events:
+            device, epoch = received.event.device, received.event.epoch or ""
+            known = self._epochs.get(device)
+            if known is None:
+                known = self._epochs[device] = {e for e, _ in self.store.device_epochs(device)}
+            if epoch in known:
+                continue
+            if known:
+                log.warning(
+                    "device %s started a new outbox (epoch %s, seq %d): its numbers count again from there; events "
+                    "it never delivered from its earlier outbox (epochs %s) are only in that file, if it was kept",
+                    device,
+                    epoch or "none",
+                    received.event.seq,
+                    ", ".join(sorted(e or "none" for e in known)),
+                )
+            known.add(epoch)
 
     def _authorised(self, device: str) -> bool:
         if device in self._known_devices:

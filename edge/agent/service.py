@@ -36,7 +36,8 @@ from edge.agent.screen import (
 )
 from edge.protocol import wire
 from edge.runtime.device import DeviceService
-from edge.runtime.outbox import OutboxFull
+from edge.runtime.failures import RepeatedFailure
+from edge.runtime.outbox import OutboxFull, OutboxWriteFailed
 from edge.runtime.systemd import SystemdNotifier
 
 log = logging.getLogger("rollcall.agent")
@@ -309,14 +310,16 @@ class AgentService(DeviceService):
         interval = self.config.activity.publish_interval_s
         next_batch = time.monotonic() + interval
         watchdog = self.notifier.watchdog_interval_s
+        failures = RepeatedFailure(log, "activity sampling")
         while not self.stop_event.wait(self.sample_s):
             try:
                 self.sample()
                 if time.monotonic() >= next_batch:
                     next_batch = time.monotonic() + interval
                     self._store_batch(sample=False)
-            except Exception:
-                log.exception("activity sampling failed")
+                failures.succeeded()
+            except Exception as exc:  # logged once while it repeats, not every second
+                failures.failed(exc)
             if watchdog is not None:
                 self.notifier.watchdog()
 
@@ -397,12 +400,15 @@ class AgentService(DeviceService):
                 intervals=intervals,
                 window=window,
                 files=files,
+                epoch=self.outbox.epoch,
             )
             return event_id, self.topics.agent_activity(self.agent), wire.encode(payload)
 
         try:
             self.outbox.add(build)
             self.state.batches += 1
+        except OutboxWriteFailed:
+            pass  # the disk refused it: counted in the outbox's refusals, and the outbox logs the outage once
         except OutboxFull:
             log.error("outbox full: an activity batch was refused (is the hub acking?)")
 

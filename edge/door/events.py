@@ -10,7 +10,7 @@ from ulid import ULID
 
 from edge.protocol import wire
 from edge.recognition.pipeline import FaceEvent
-from edge.runtime.outbox import Outbox, OutboxFull, OutboxMessage
+from edge.runtime.outbox import Outbox, OutboxFull, OutboxMessage, OutboxWriteFailed
 
 log = logging.getLogger("rollcall.edge")
 
@@ -40,6 +40,7 @@ def store_event(
             quality=max(0.0, min(1.0, event.quality)),
             has_snapshot=event.snapshot_jpeg is not None,
             gallery_version=gallery_version,
+            epoch=outbox.epoch,
         )
         return event_id, topics.device_event(device), wire.encode(payload)
 
@@ -58,6 +59,8 @@ def store_event(
         attachment = (topics.device_snapshot(device), wire.encode(snapshot))
     try:
         return outbox.add(build, attachment)
+    except OutboxWriteFailed:
+        return None  # the disk refused it: counted in health, and the outbox logs the outage once
     except OutboxFull:
         log.error("outbox full: event refused (counted in health); is the hub acking?")
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -31,9 +32,10 @@ from edge.recognition.gallery_codec import GalleryAssembler, GalleryError, check
 from edge.recognition.pipeline import FaceEvent, Pipeline, PipelineSettings
 from edge.recognition.quality import QualityLimits
 from edge.runtime.device import DeviceService
+from edge.runtime.failures import RepeatedFailure
 from edge.runtime.health import CpuMeter, disk_free_mb, read_temperature_c
 from edge.runtime.keys import ensure_key
-from edge.runtime.outbox import OutboxMessage
+from edge.runtime.outbox import OutboxError, OutboxMessage, OutboxStats
 from edge.runtime.systemd import SystemdNotifier
 
 log = logging.getLogger("rollcall.edge")
@@ -116,6 +118,9 @@ class EdgeService(DeviceService):
         )
         self.frame_commands = FrameCommands(self.device, self.topics, self.outbox, engine, self.publisher.wake)
         self._threads: list[threading.Thread] = []
+        self._frame_failures = RepeatedFailure(log, "processing a camera frame")
+        self._health_failures = RepeatedFailure(log, "the health report")
+        self._last_stats: OutboxStats | None = None
 
     # --- set-up --------------------------------------------------------------------------------------------------
 
@@ -195,7 +200,13 @@ class EdgeService(DeviceService):
                             log.info("camera source ended (%s); the device stays up", source.describe())
                             self.stop_event.wait()
                             return
-                        self._on_frame(frame.image, frame.at, frame.pts_s)
+                        try:
+                            self._on_frame(frame.image, frame.at, frame.pts_s)
+                            self._frame_failures.succeeded()
+                        except SourceError:
+                            raise
+                        except Exception as exc:  # one bad frame must not end the camera thread for good
+                            self._frame_failures.failed(exc)
             except SourceError as exc:
                 self.status.source_error = str(exc)
                 log.error("camera: %s; retrying in %.0f s", exc, backoff)
@@ -293,10 +304,27 @@ class EdgeService(DeviceService):
 
     # --- health thread -------------------------------------------------------------------------------------------
 
+    def _outbox_stats(self) -> tuple[OutboxStats, str | None]:
+        """The outbox's stats and its error; the last stats read (or zeros) when it cannot be read now."""
+        try:
+            stats = self.outbox.stats()
+        except (OutboxError, sqlite3.DatabaseError) as exc:
+            last = self._last_stats or OutboxStats(0, 0, 0, 0, 0, self.outbox.max_bytes, None, 0, 0, 0, 0, 0)
+            return last, f"outbox cannot be read: {exc}"
+        self._last_stats = stats
+        return stats, stats.write_error
+
     def health(self, cpu: float, fps: float) -> wire.Health:
         """The health payload as of now."""
-        stats = self.outbox.stats()
-        errors = [e for e in (self.status.source_error, self.status.gallery_error, self.status.config_note) if e]
+        stats, outbox_error = self._outbox_stats()
+        problems = (
+            outbox_error,
+            self.status.source_error,
+            self._frame_failures.error,
+            self.status.gallery_error,
+            self.status.config_note,
+        )
+        errors = [e for e in problems if e]
         return wire.Health(
             device=self.device,
             at=wire.now_utc(),
@@ -330,7 +358,8 @@ class EdgeService(DeviceService):
                 try:
                     health = self.health(meter.read(), fps)
                     self.link.publish(self.topics.device_health(self.device), health, qos=0)
-                except Exception:
-                    log.exception("health report failed")
+                    self._health_failures.succeeded()
+                except Exception as exc:  # logged once while it repeats, not every interval
+                    self._health_failures.failed(exc)
                 next_health = now + self.config.health.interval_s
             self.stop_event.wait(min(1.0, watchdog or 1.0))

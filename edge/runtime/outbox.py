@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+log = logging.getLogger("rollcall.outbox")
 
 # How it works, for the reader of the door device and the workstation agent:
 #
@@ -22,6 +26,13 @@ from types import TracebackType
 #   PUBACK only means the broker has it; the broker may still drop it, so it never deletes anything here.
 # * ``max_bytes`` bounds the stored payload bytes (messages plus attachments), not the file: SQLite pages, indexes
 #   and the WAL add overhead on top, and freed pages are reused rather than returned to the file system.
+# * The file has an ``epoch``: a random 64-bit number made with the file and sent with every message (as 16 hex
+#   digits). Sequence numbers count within an epoch, so a new file (a broken one moved aside, a 0-byte one) starts
+#   again at seq 1 under a new epoch, and the hub keeps the two series apart instead of taking the new numbers for
+#   reused old ones.
+# * When the file system refuses a write (disk full, read-only, I/O error) the call raises OutboxWriteFailed and
+#   changes nothing; the outbox logs that once, counts the messages and attachments it could not store, keeps the
+#   error for health, and carries on by itself once a write works again (the counts then join the file's counters).
 
 SCHEMA_VERSION = 1
 """The outbox schema this build writes and reads."""
@@ -95,6 +106,13 @@ class OutboxFull(Exception):
     """A new message was refused because messages alone (attachments already dropped) would exceed the cap."""
 
 
+class OutboxWriteFailed(OutboxFull):
+    """The file system refused a write (disk full, read-only, I/O error): nothing of that call was stored.
+
+    A subclass of :class:`OutboxFull`, so a caller that carries on after a refused message carries on after this too.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
     """One stored, unacked message."""
@@ -138,12 +156,14 @@ class OutboxStats:
     dropped_attachments: int
     """Attachments deleted unacked to make room (including new ones that could not fit)."""
     refused: int
-    """Messages refused because messages alone filled the cap."""
+    """Messages refused because messages alone filled the cap, or because the file system refused the write."""
     acked_total: int
     """Messages deleted because the hub acked them."""
     acked_attachments: int
     """Attachments deleted because the hub acked them."""
     next_seq: int
+    write_error: str | None = None
+    """Why the last write failed while writes are failing (the disk is full, ...); None when they work."""
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -155,9 +175,26 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 def _move_aside(path: Path) -> str:
     return (
-        f"stop the process, move it aside (mv '{path}' '{path}.bad') and start again: an empty outbox is created; "
-        "messages still in the old file were not delivered"
+        f"stop the process, move it aside (mv '{path}' '{path}.bad') and start again: an empty outbox with a new "
+        "epoch is created; messages still in the old file were not delivered (keep it)"
     )
+
+
+def _is_storage_error(exc: sqlite3.DatabaseError) -> bool:
+    """A failure of the file or the file system (full, read-only, I/O, corrupt), not a mistake in the SQL."""
+    return type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
+
+
+def _undelivered(conn: sqlite3.Connection) -> str:
+    """What a damaged outbox still holds, as far as its messages table can be read (for the refusal message)."""
+    try:
+        # NOT INDEXED: walk the table itself, so a damaged index does not hide what the rows say.
+        count, low, high = conn.execute("SELECT count(*), min(seq), max(seq) FROM messages NOT INDEXED").fetchone()
+    except sqlite3.DatabaseError:
+        return "the undelivered messages in it could not be counted"
+    if not count:
+        return "no undelivered messages could be read in it"
+    return f"it holds {count} undelivered messages (seq {low}-{high}) as far as it can be read"
 
 
 class Outbox:
@@ -176,6 +213,15 @@ class Outbox:
         self._clock = clock
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self.epoch = ""
+        """This file's epoch as 16 hex digits: sequence numbers count within it (see the notes above)."""
+        self._write_error: str | None = None
+        self._failed_writes = 0
+        self._unstored_messages = 0  # refused by a failed write, not yet added to the file's counters
+        self._unstored_attachments = 0
+        # A file that exists with 0 bytes held an outbox that is gone (truncated); SQLite would quietly take it for
+        # a new database, so it is noticed here, before SQLite writes a header into it.
+        was_empty = self.path.is_file() and self.path.stat().st_size == 0
         try:
             # isolation_level=None: no implicit transactions; every write below opens its own BEGIN IMMEDIATE so
             # the read of the counters and the write that depends on them cannot interleave with another writer.
@@ -184,7 +230,7 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox {self.path}: cannot open ({exc}); check the path and its permissions") from exc
         try:
-            self._open(conn)
+            self._open(conn, was_empty)
         except OutboxError:
             conn.close()
             raise
@@ -193,7 +239,8 @@ class Outbox:
             raise OutboxError(f"outbox {self.path} is unreadable or corrupt ({exc}); {_move_aside(self.path)}") from exc
         self._conn = conn
 
-    def _open(self, conn: sqlite3.Connection) -> None:
+    def _open(self, conn: sqlite3.Connection, was_empty: bool) -> None:
+        self._check_integrity(conn)
         # WAL: readers (health) never block the writer, and a commit is one append + fsync of the WAL.
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -210,13 +257,33 @@ class Outbox:
         conn.execute("PRAGMA journal_size_limit=4194304")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            self._check_or_create(conn)
+            epoch = self._check_or_create(conn, was_empty)
             conn.execute("COMMIT")
         except BaseException:
             _rollback(conn)
             raise
+        self.epoch = f"{epoch:016x}"
 
-    def _check_or_create(self, conn: sqlite3.Connection) -> None:
+    def _check_integrity(self, conn: sqlite3.Connection) -> None:
+        """Refuse a damaged file at start (SQLite's quick check), saying what in it was not delivered."""
+        try:
+            problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems == ["ok"]:
+            return
+        raise OutboxError(
+            f"outbox {self.path} is corrupt (quick check: {'; '.join(problems)[:300]}); {_undelivered(conn)}; "
+            + _move_aside(self.path)
+        )
+
+    @staticmethod
+    def _new_epoch() -> int:
+        """A random epoch: 63 bits, so it fits SQLite's signed integers, and never 0."""
+        return secrets.randbits(63) or 1
+
+    def _check_or_create(self, conn: sqlite3.Connection, was_empty: bool) -> int:
+        """Check the schema of an existing outbox or create a new one inside the caller's transaction; the epoch."""
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
         if app_id == 0 and not tables:
@@ -226,9 +293,20 @@ class Outbox:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            epoch = self._new_epoch()
             initial = {key: 0 for key in _META_KEYS} | {"schema_version": SCHEMA_VERSION, "next_seq": 1}
-            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", initial.items())
-            return
+            conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", (initial | {"epoch": epoch}).items())
+            if was_empty:
+                # Not refused: nothing in a 0-byte file can be recovered, so refusing would only keep the device
+                # down until someone deletes it. The new epoch keeps the hub from mistaking the new numbers for
+                # the old ones; the hub sees the old epoch end where its delivery stopped.
+                log.warning(
+                    "outbox %s was 0 bytes: whatever it held is lost (a truncated file?); starting a new epoch "
+                    "%016x at seq 1",
+                    self.path,
+                    epoch,
+                )
+            return epoch
         if app_id != APPLICATION_ID or not {"meta", "messages", "attachments"} <= tables:
             raise OutboxError(f"{self.path} is an SQLite database but not a rollcall outbox; {_move_aside(self.path)}")
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
@@ -244,6 +322,14 @@ class Outbox:
                 f"outbox {self.path} has a damaged meta table (schema version {version!r}, missing {missing}); "
                 + _move_aside(self.path)
             )
+        stored = meta.get("epoch")
+        if isinstance(stored, int) and stored > 0:
+            return stored
+        # An outbox made before epochs: it keeps its numbers and gets its epoch now, once.
+        assigned = self._new_epoch()
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (assigned,))
+        log.info("outbox %s: epoch %016x assigned (made by a build before epochs)", self.path, assigned)
+        return assigned
 
     # --- plumbing ------------------------------------------------------------------------------------------------
 
@@ -255,16 +341,52 @@ class Outbox:
             yield self._conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction under the lock: committed when the block ends, rolled back if it raises."""
+    def _write(self, refusing: tuple[int, int] = (0, 0)) -> Iterator[sqlite3.Connection]:
+        """One transaction under the lock: committed when the block ends, rolled back if it raises.
+
+        A write the file system refuses raises :class:`OutboxWriteFailed`; ``refusing`` is (messages, attachments)
+        that are then lost, counted until a later write can add them to the file's counters.
+        """
         with self._read() as conn:
-            conn.execute("BEGIN IMMEDIATE")
+            flushed = (self._unstored_messages, self._unstored_attachments)
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._bump(conn, "refused", flushed[0])
+                    self._bump(conn, "dropped_attachments", flushed[1])
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    _rollback(conn)
+                    raise
+            except sqlite3.DatabaseError as exc:
+                if not _is_storage_error(exc):
+                    raise
+                self._unstored_messages += refusing[0]
+                self._unstored_attachments += refusing[1]
+                self._failed_writes += 1
+                if self._write_error is None:
+                    log.error(
+                        "outbox %s cannot be written (%s): new messages are refused and counted, and sends and acks "
+                        "are not recorded, until a write works again (free space under %s)",
+                        self.path,
+                        exc,
+                        self.path.parent,
+                    )
+                self._write_error = f"outbox cannot be written: {exc}"
+                raise OutboxWriteFailed(f"outbox {self.path}: {exc}") from exc
+            self._unstored_messages -= flushed[0]
+            self._unstored_attachments -= flushed[1]
+            if self._write_error is not None:
+                log.warning(
+                    "outbox %s: writing again after %d failed writes; %d messages and %d attachments could not be "
+                    "stored meanwhile (counted as refused and dropped)",
+                    self.path,
+                    self._failed_writes,
+                    *flushed,
+                )
+                self._write_error = None
+                self._failed_writes = 0
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, key: str) -> int:
@@ -297,10 +419,12 @@ class Outbox:
         attachment; a new attachment that cannot fit even then is dropped (and counted) and the message stored
         without it. When the stored messages plus this one alone exceed ``max_bytes`` the message is refused: its
         sequence number is used up (so the receiver sees the gap where a message was lost), ``refused`` is counted
-        and :class:`OutboxFull` is raised. Raises ``ValueError`` if the message_id is already stored.
+        and :class:`OutboxFull` is raised. Raises ``ValueError`` if the message_id is already stored, and
+        :class:`OutboxWriteFailed` (an OutboxFull) when the file system refuses the write: nothing is stored, no number
+        is spent, and the message (and its attachment) count as refused (dropped) from then on.
         """
         refused: OutboxFull | None = None
-        with self._write() as conn:
+        with self._write(refusing=(1, 0 if attachment is None else 1)) as conn:
             seq = self._meta(conn, "next_seq")
             message_id, topic, payload = build(seq)
             if not isinstance(payload, bytes) or (attachment is not None and not isinstance(attachment[1], bytes)):
@@ -395,6 +519,26 @@ class Outbox:
                 touched += cursor.rowcount
         return touched
 
+    def record_sends(
+        self, messages: Mapping[int, tuple[int, float]], attachments: Mapping[str, tuple[int, float]]
+    ) -> int:
+        """Record sends that could not be recorded when they happened (the disk was full) in one transaction.
+
+        ``messages`` maps a seq, and ``attachments`` a message_id, to (how many sends, when the last one was);
+        the attempts grow by that many, so the backoff continues as if each send had been recorded. Returns how
+        many rows that touched (acked ones are gone and ignored).
+        """
+        touched = 0
+        with self._write() as conn:
+            for table, key, sends in (("messages", "seq", messages), ("attachments", "message_id", attachments)):
+                for row_key, (count, last) in sends.items():
+                    touched += conn.execute(
+                        f"UPDATE {table} SET attempts = attempts + ?, "
+                        f"last_sent_at = max(coalesce(last_sent_at, ?), ?) WHERE {key} = ?",
+                        (count, last, last, row_key),
+                    ).rowcount
+        return touched
+
     def ack(self, message_ids: Sequence[str], attachment_ids: Sequence[str] = ()) -> int:
         """Delete the messages and attachments the hub's ack names; returns how many rows were deleted.
 
@@ -479,11 +623,12 @@ class Outbox:
             max_bytes=self.max_bytes,
             # Clamped: a clock stepped backwards must not report a negative age (health refuses those).
             oldest_unacked_age_s=None if oldest is None else max(0.0, when - oldest[0]),
-            dropped_attachments=meta["dropped_attachments"],
-            refused=meta["refused"],
+            dropped_attachments=meta["dropped_attachments"] + self._unstored_attachments,
+            refused=meta["refused"] + self._unstored_messages,
             acked_total=meta["acked_total"],
             acked_attachments=meta["acked_attachments"],
             next_seq=meta["next_seq"],
+            write_error=self._write_error,
         )
 
     def integrity_check(self) -> str:
@@ -502,6 +647,9 @@ class Outbox:
             conn, self._conn = self._conn, None
             try:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:
+                # A full disk cannot take the checkpoint; the WAL keeps every commit and the next start replays it.
+                log.warning("outbox %s: closed without a checkpoint (%s); the WAL keeps everything", self.path, exc)
             finally:
                 conn.close()
 

@@ -30,13 +30,16 @@ class EventStore(JournalStore):
         """Store a batch of events in one transaction; return the ids stored now (duplicates are ignored).
 
         Every event of the batch is safe to ack once this returns: it is stored now, was stored before, or (when
-        its device already used its ``seq`` for another event) is kept as a dead letter with the reason. An event
-        naming an erased person is stored without the person, score and margin.
+        its device already used its ``seq`` for another event in the same outbox epoch) is kept as a dead letter with
+        the reason. An event naming an erased person is stored without the person, score and margin. A (device,
+        epoch) the hub has not seen before is recorded (:meth:`device_epochs`); events without an epoch (devices
+        made before epochs) count in the device's epoch ``''``.
         """
         inserted: list[str] = []
         with transaction(self.db) as tx:
             for row in rows:
                 event = row.event
+                epoch = event.epoch or ""
                 person: str | None = event.person_id
                 score: float | None = event.score
                 margin: float | None = event.margin
@@ -45,12 +48,13 @@ class EventStore(JournalStore):
                     person, score, margin, redacted = None, None, None, 1
                 try:
                     cur = tx.execute(
-                        "INSERT INTO events (event_id, device, seq, at, received_at, type, person_id, score, margin, "
-                        "track, quality, has_snapshot, clock_skew_s, gallery_version, redacted) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING",
+                        "INSERT INTO events (event_id, device, epoch, seq, at, received_at, type, person_id, score, "
+                        "margin, track, quality, has_snapshot, clock_skew_s, gallery_version, redacted) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING",
                         (
                             event.event_id,
                             event.device,
+                            epoch,
                             event.seq,
                             stored_time(event.at),
                             stored_time(row.received_at),
@@ -68,19 +72,33 @@ class EventStore(JournalStore):
                     )
                 except sqlite3.IntegrityError:
                     other = tx.execute(
-                        "SELECT event_id FROM events WHERE device = ? AND seq = ?", (event.device, event.seq)
+                        "SELECT event_id FROM events WHERE device = ? AND epoch = ? AND seq = ?",
+                        (event.device, epoch, event.seq),
                     ).fetchone()
                     if other is None:
                         raise
+                    series = f"of epoch {epoch} " if epoch else "(no epoch: a device made before epochs) "
                     reason = (
-                        f"device {event.device} sent seq {event.seq} again for event {event.event_id}, but event "
-                        f"{other[0]} already has it (was the device's outbox recreated?)"
+                        f"device {event.device} sent seq {event.seq} {series}again for event {event.event_id}, but "
+                        f"event {other[0]} already has it (was the device's outbox recreated by an older build?)"
                     )
                     self._dead_letter(tx, f"event:{event.device}", reason, wire.encode(event), row.received_at)
                     continue
                 if cur.rowcount == 1:
                     inserted.append(event.event_id)
+                    tx.execute(
+                        "INSERT INTO device_epochs (device, epoch, first_seen) VALUES (?, ?, ?) "
+                        "ON CONFLICT(device, epoch) DO NOTHING",
+                        (event.device, epoch, stored_time(row.received_at)),
+                    )
         return inserted
+
+    def device_epochs(self, device_id: str) -> list[tuple[str, int | None]]:
+        """(epoch, delivered_seq) of every outbox epoch the device has sent events in, oldest first."""
+        rows = self.db.conn.execute(
+            "SELECT epoch, delivered_seq FROM device_epochs WHERE device = ? ORDER BY first_seen, rowid", (device_id,)
+        )
+        return [(str(epoch), seq) for epoch, seq in rows]
 
     @staticmethod
     def _is_erased(tx: sqlite3.Connection, person_id: str) -> bool:
@@ -94,43 +112,78 @@ class EventStore(JournalStore):
         return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
 
     def advance_delivered(self, device_id: str, max_ahead_s: float | None = None) -> datetime | None:
-        """Move the device's ``delivered_seq``/``delivered_through`` over the seqs now stored without a gap.
+        """Move each epoch's ``delivered_seq``/``delivered_through`` over the seqs now stored without a gap.
 
-        The walk starts after ``delivered_seq``, or at the device's lowest stored seq when none was recorded yet.
-        An event that arrived more than ``max_ahead_s`` ahead of the hub's clock moves ``delivered_seq`` but not
-        ``delivered_through`` (a device clock gone wrong would otherwise make every day final at once).
-        Returns ``delivered_through`` (None while nothing is known).
+        Sequence numbers count per outbox epoch, so each epoch is walked on its own: from after its
+        ``delivered_seq``, or from its lowest stored seq when none was recorded yet. The device's own
+        ``delivered_seq`` is that of its newest epoch and its ``delivered_through`` the furthest any epoch reached
+        (an old epoch's undelivered rest stays in the outbox file that was moved aside and cannot hold days open
+        for ever). An event that arrived more than ``max_ahead_s`` ahead of the hub's clock moves ``delivered_seq``
+        but not ``delivered_through`` (a device clock gone wrong would otherwise make every day final at once).
+        Returns the device's ``delivered_through`` (None while nothing is known).
         """
         with transaction(self.db) as tx:
+            epochs = tx.execute(
+                "SELECT epoch, delivered_seq, delivered_through FROM device_epochs WHERE device = ? "
+                "ORDER BY first_seen, rowid",
+                (device_id,),
+            ).fetchall()
+            device_seq: int | None = None
+            device_through: str | None = None
+            for epoch, seq, through in epochs:
+                device_seq, through = self._walk_epoch(tx, device_id, epoch, seq, through, max_ahead_s)
+                if through is not None and (device_through is None or through > device_through):
+                    device_through = through
             row = tx.execute(
                 "SELECT delivered_seq, delivered_through FROM devices WHERE id = ?", (device_id,)
             ).fetchone()
-            seq, through = (row[0], row[1]) if row is not None else (None, None)
-            if seq is None:
-                low = tx.execute("SELECT min(seq) FROM events WHERE device = ?", (device_id,)).fetchone()[0]
-                if low is None:
-                    return read_time_or_none(through)
-                seq = int(low) - 1
-            start = seq
-            cursor = tx.execute(
-                "SELECT seq, at, clock_skew_s FROM events WHERE device = ? AND seq > ? ORDER BY seq", (device_id, seq)
-            )
-            for next_seq, at, skew in cursor:
-                if next_seq != seq + 1:
-                    break
-                seq = next_seq
-                if max_ahead_s is not None and skew is not None and -skew > max_ahead_s:
-                    continue
-                through = at if through is None or at > through else through  # a clock stepping back never lowers it
-            cursor.close()
-            if seq != start:
+            if device_through is not None and (row is None or (row[0], row[1]) != (device_seq, device_through)):
                 tx.execute(
                     "INSERT INTO devices (id, delivered_seq, delivered_through) VALUES (?, ?, ?) ON CONFLICT(id) "
                     "DO UPDATE SET delivered_seq = excluded.delivered_seq, "
                     "delivered_through = excluded.delivered_through",
-                    (device_id, seq, through),
+                    (device_id, device_seq, device_through),
                 )
-            return read_time_or_none(through)
+            return read_time_or_none(device_through)
+
+    @staticmethod
+    def _walk_epoch(
+        tx: sqlite3.Connection,
+        device_id: str,
+        epoch: str,
+        delivered: int | None,
+        through: str | None,
+        max_ahead_s: float | None,
+    ) -> tuple[int | None, str | None]:
+        """Advance one epoch over its contiguous stored seqs (inside the caller's transaction); its new state."""
+        seq = delivered
+        if seq is None:
+            low = tx.execute(
+                "SELECT min(seq) FROM events WHERE device = ? AND epoch = ?", (device_id, epoch)
+            ).fetchone()[0]
+            if low is None:
+                return delivered, through
+            seq = int(low) - 1
+        start = seq
+        cursor = tx.execute(
+            "SELECT seq, at, clock_skew_s FROM events WHERE device = ? AND epoch = ? AND seq > ? ORDER BY seq",
+            (device_id, epoch, seq),
+        )
+        for next_seq, at, skew in cursor:
+            if next_seq != seq + 1:
+                break
+            seq = next_seq
+            if max_ahead_s is not None and skew is not None and -skew > max_ahead_s:
+                continue
+            through = at if through is None or at > through else through  # a clock stepping back never lowers it
+        cursor.close()
+        if seq == start:
+            return delivered, through
+        tx.execute(
+            "UPDATE device_epochs SET delivered_seq = ?, delivered_through = ? WHERE device = ? AND epoch = ?",
+            (seq, through, device_id, epoch),
+        )
+        return seq, through
 
     def sightings(
         self, person_id: str, start: datetime, end: datetime, max_ahead_s: float | None = None

@@ -24,14 +24,18 @@ class HubStore(PeopleStore, EventStore, PictureStore, DeviceStore, AgentStore, A
     :func:`open_database`). Every ``now`` is an aware datetime the caller passes; the store never reads the clock.
     """
 
-    def __init__(self, database: Path, data_dir: Path, key_file: Path) -> None:
-        """Open (creating and migrating) the database; create the key file (0600) if there is no encrypted data yet."""
+    def __init__(self, database: Path, data_dir: Path, key_file: Path, *, quick_check: bool = True) -> None:
+        """Open (creating and migrating) the database; create the key file (0600) if there is no encrypted data yet.
+
+        ``quick_check`` reads the whole file for damage first (see :func:`open_database`); a second store the hub
+        opens while it runs (it checked the file at start) may leave it off.
+        """
         self.path = Path(database)
         self.data_dir = Path(data_dir)
         self.key_file = Path(key_file)
         self._fernet: MultiFernet | None = None
         self._key_signature: tuple[int, int, int] | None = None
-        self.db = open_database(self.path)
+        self.db = open_database(self.path, quick_check=quick_check)
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._check_key()
@@ -40,9 +44,9 @@ class HubStore(PeopleStore, EventStore, PictureStore, DeviceStore, AgentStore, A
             raise
 
     @classmethod
-    def from_settings(cls, settings: HubSettings) -> HubStore:
+    def from_settings(cls, settings: HubSettings, *, quick_check: bool = True) -> HubStore:
         """The store at the paths of the hub's configuration."""
-        return cls(settings.database, settings.data_dir, settings.key_file)
+        return cls(settings.database, settings.data_dir, settings.key_file, quick_check=quick_check)
 
     def close(self) -> None:
         """Close the database connection."""

@@ -233,11 +233,42 @@ def _v4_workstation_agents(db: sqlite_utils.Database) -> None:
     db.table("file_changes").create_index(["agent", "at"])
 
 
+def _v5_outbox_epochs(db: sqlite_utils.Database) -> None:
+    """Version 5: the outbox epoch of every event and activity batch, and delivery tracked per (device, epoch).
+
+    A device's sequence numbers count within its outbox's epoch (a new outbox file starts again at 1 under a new
+    one), so an event is unique per (device, epoch, seq). Events from before epochs, and from devices that send
+    none, have the epoch ``''``: one series per device, as before.
+    """
+    db.execute("ALTER TABLE events ADD COLUMN epoch TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE agent_activity ADD COLUMN epoch TEXT NOT NULL DEFAULT ''")
+    db.execute("DROP INDEX idx_events_device_seq")
+    db.table("events").create_index(["device", "epoch", "seq"], unique=True)
+    db.table("device_epochs").create(
+        {
+            "device": str,
+            "epoch": str,
+            "first_seen": str,  # when the hub received the epoch's first event (orders a device's epochs)
+            "delivered_seq": int,  # highest seq up to which every event of the epoch is stored
+            "delivered_through": str,  # event time up to which the epoch has delivered everything
+        },
+        pk=("device", "epoch"),
+        not_null={"first_seen"},
+    )
+    db.execute(
+        "INSERT INTO device_epochs (device, epoch, first_seen, delivered_seq, delivered_through) "
+        "SELECT d.id, '', coalesce((SELECT min(received_at) FROM events WHERE device = d.id), ''), "
+        "d.delivered_seq, d.delivered_through FROM devices d "
+        "WHERE d.delivered_seq IS NOT NULL OR EXISTS (SELECT 1 FROM events WHERE device = d.id)"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_tables,
     _v2_model_pack_and_retention_indexes,
     _v3_attendance_photos_and_person_index,
     _v4_workstation_agents,
+    _v5_outbox_epochs,
 ]
 """Schema steps in order; the database's ``PRAGMA user_version`` is the number applied. Only ever append."""
 
@@ -316,19 +347,52 @@ def migrate(db: sqlite_utils.Database, migrations: Sequence[Migration] = MIGRATI
     return user_version(conn)
 
 
+def damaged_advice(path: Path) -> str:
+    """What to do about a hub database that cannot be used: the same words wherever the hub finds one."""
+    return (
+        f"stop the hub and restore {path} from a backup; or move it aside (mv '{path}' '{path}.bad') and start the "
+        "hub again with an empty database (people must be enrolled again, and the devices deliver only what their "
+        f"outboxes still hold); `sqlite3 '{path}.bad' .recover` may save what can still be read"
+    )
+
+
+def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """SQLite's quick check of the whole file, before the hub writes anything into it."""
+    try:
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        raise StoreError(
+            f"database {path} is corrupt (quick check: {'; '.join(problems)[:300]}); {damaged_advice(path)}"
+        )
+
+
 def _describe(db: sqlite_utils.Database) -> str:
     row = db.conn.execute("PRAGMA database_list").fetchone()
     return f"database {row[2] or ':memory:'}"
 
 
-def open_database(path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -> sqlite_utils.Database:
+def open_database(
+    path: Path, *, migrations: Sequence[Migration] = MIGRATIONS, quick_check: bool = True
+) -> sqlite_utils.Database:
     """Open (creating, mode 0600) the hub database at ``path``, set its pragmas and bring its schema up to date.
+
+    A 0-byte file that exists, or one SQLite's quick check finds damaged (``quick_check``, on by default; it reads
+    the whole file), is refused with what to do, before anything is written into it.
 
     WAL (readers never block the writer), ``synchronous=FULL`` (a commit survives a power cut before the hub acks;
     see the notes at the top of this module), ``foreign_keys=ON``, ``secure_delete=ON``, a busy timeout.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    wal = path.with_name(path.name + "-wal")
+    if path.is_file() and path.stat().st_size == 0 and not (wal.is_file() and wal.stat().st_size > 0):
+        # SQLite would take an existing 0-byte file for a new database and the hub would serve an empty site.
+        raise StoreError(
+            f"database {path} is empty (0 bytes) although it exists: whatever it held is gone (a truncated "
+            f"file?); {damaged_advice(path)}. On a new installation, delete the empty file and start again"
+        )
     if not path.exists():  # SQLite gives its WAL and shm files the mode of the database file
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     try:
@@ -339,6 +403,8 @@ def open_database(path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -
     try:
         db = sqlite_utils.Database(conn, execute_plugins=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if quick_check:
+            _check_integrity(conn, path)
         mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
         if mode != "wal":
             raise StoreError(f"database {path}: cannot switch to WAL mode (got {mode!r}); is it on a network share?")
@@ -350,7 +416,7 @@ def open_database(path: Path, *, migrations: Sequence[Migration] = MIGRATIONS) -
         migrate(db, migrations)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StoreError(f"database {path} is unreadable or corrupt ({exc})") from exc
+        raise StoreError(f"database {path} is unreadable or corrupt ({exc}); {damaged_advice(path)}") from exc
     except BaseException:
         conn.close()
         raise

@@ -75,6 +75,7 @@ CASES: dict[str, tuple[str, wire.Payload]] = {
             quality=0.86,
             has_snapshot=True,
             gallery_version=12,
+            epoch="3f9a0c27d41b8e65",
         ),
     ),
     "snapshot": (
@@ -175,6 +176,7 @@ CASES: dict[str, tuple[str, wire.Payload]] = {
                     dest_path="/home/mkovac/notes.txt",
                 )
             ],
+            epoch="8c01d5e2a97b3f40",
         ),
     ),
     "agent_command": (

@@ -78,6 +78,8 @@ Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 ShortText = Annotated[str, Field(max_length=256)]
+Epoch = Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+"""A device outbox's epoch, 16 lowercase hex digits: sequence numbers count within one epoch."""
 ImageType = Literal["image/jpeg", "image/webp", "image/png"]
 
 
@@ -164,6 +166,8 @@ class Event(PayloadBase):
     quality: Ratio
     has_snapshot: bool
     gallery_version: NonNegInt | None = None
+    epoch: Epoch | None = None
+    """The outbox epoch ``seq`` counts in; None from devices made before epochs (one series per device)."""
 
 
 class Snapshot(PayloadBase):
@@ -351,6 +355,8 @@ class Activity(PayloadBase):
     intervals: Annotated[list[ActivityInterval], Field(max_length=500)] = []
     window: WindowInfo | None = None
     files: Annotated[list[FileChange], Field(max_length=1000)] = []
+    epoch: Epoch | None = None
+    """The outbox epoch ``seq`` counts in; None from agents made before epochs."""
 
 
 class AgentCommand(PayloadBase):
