@@ -41,7 +41,7 @@ integration: $(STAMP) ## integration tests only (real broker, real SQLite)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 reliability: $(STAMP) ## kills, network cuts, full disk, damaged files, flood, power loss (~15 min; JSON last)
-	$(BIN)/pytest -q -m reliability tests/reliability/test_tools.py
+	$(BIN)/pytest -q -m reliability tests/reliability/test_tools.py tests/reliability/test_soak.py
 	$(BIN)/python -m tests.reliability $(RELIABILITY_ARGS)
 
 bench: $(STAMP) ## benchmarks with figures and ratios against a baseline (grows with each part)
