@@ -72,8 +72,8 @@ class Result:
     """``ok`` when ``PRAGMA quick_check`` passed on the hub's database and every outbox, else what failed."""
     recover_s: float | None = None
     recover_kind: str = ""
-    """What ``recover_s`` measures: ``resume`` (fault end to the first new event stored, worst fault) or ``drain``
-    (fault end to the last event accepted before it stored)."""
+    """What ``recover_s`` measures: ``resume`` (the worst time from a fault's end, e.g. a restart, to the next event
+    the hub stored) or ``drain`` (from the fault's end to every event accepted before it stored)."""
     problems: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -485,6 +485,10 @@ def reckon(
                 else:
                     result.lost += 1  # the event arrived, its snapshot (accepted with it) did not
         worst.extend(_recovery(accepted, by_id, fault_ends, recover))
+        if recover == "resume" and fault_ends:
+            # After the last fault, how long the backlog it left took to be delivered.
+            backlog = _recovery(accepted, by_id, fault_ends[-1:], "drain")
+            result.extra["backlog_after_last_fault_s"] = f"{max(backlog):.1f}"
     result.produced = accepted_total
     result.extra["snapshots"] = f"{snapshots_stored}/{snapshots_expected}"
     result.recover_s = max(worst) if worst else None
@@ -493,17 +497,18 @@ def reckon(
 
 
 def _recovery(accepted: list[Accepted], stored: dict[str, Stored], ends: list[float], kind: str) -> list[float]:
-    """Per fault: seconds from its end to the first new event stored (resume) or to the backlog stored (drain)."""
+    """Per fault: seconds from its end to the first event stored after it (resume) or to the backlog stored (drain).
+
+    ``resume`` counts only faults after which something was stored before the next fault began: with faults a
+    second apart, a hub still starting when it is killed again has not recovered, and that is no figure.
+    """
     figures = []
+    arrivals = sorted(row.received_at for row in stored.values())
     for end, following in itertools.pairwise([*sorted(ends), float("inf")]):
         if kind == "resume":
-            arrived = [
-                stored[item.event_id].received_at
-                for item in accepted
-                if end <= item.at < following and item.event_id in stored
-            ]
-            if arrived:
-                figures.append(max(0.0, min(arrived) - end))
+            first = next((moment for moment in arrivals if moment >= end), None)
+            if first is not None and first < following:
+                figures.append(first - end)
         else:
             backlog = [
                 stored[item.event_id].received_at
