@@ -356,12 +356,21 @@ class Producer:
         return status
 
 
-def drain(ledger: Ledger, port: int, timeout: float = 180.0) -> bool:
-    """Run a producer that produces nothing until the outbox is empty (every message and snapshot acked)."""
+def drain(ledger: Ledger, port: int, stalled_after: float = 30.0) -> bool:
+    """Run a producer that produces nothing until the outbox is empty (every message and snapshot acked).
+
+    Gives up when the outbox has not shrunk for ``stalled_after`` seconds (the hub refuses what is left).
+    """
     drainer = Producer(ledger, port, drain=True)
-    emptied = drainer.drained.wait(timeout)
+    depth, changed = None, time.monotonic()
+    while not drainer.drained.wait(1.0) and drainer.process.poll() is None:
+        now_depth = outbox_depth(ledger.outbox) if ledger.outbox.exists() else None
+        if now_depth != depth:
+            depth, changed = now_depth, time.monotonic()
+        elif time.monotonic() - changed > stalled_after:
+            break
     drainer.terminate()
-    return emptied
+    return drainer.drained.is_set()
 
 
 def outbox_depth(path: Path) -> tuple[int, int]:

@@ -311,6 +311,32 @@ def corrupted_databases(root: Path, scale: float) -> Result:
     return result
 
 
+def outbox_replaced(root: Path, scale: float) -> Result:
+    """Follow the outbox's own advice for a damaged file (move it aside, start again) and lose nothing after it.
+
+    A door delivers 300 events; its outbox is moved aside as the advice says; the door starts on a new, empty
+    outbox and produces 300 more. Every one of them must be stored: a new outbox must not reuse the sequence
+    numbers the hub has already seen.
+    """
+    result = Result("outbox moved aside", faults=1)
+    started = time.monotonic()
+    with Site(root) as site:
+        ledger = Ledger("door-1", root / "door-1")
+        first = Producer(ledger, site.port, rate=200, events=300)
+        first.done.wait(60)
+        if not wait_until(lambda: _stored_by(site, ledger, time.time()), 60):
+            result.problems.append("the first 300 events were not delivered")
+        first.terminate()
+        ledger.outbox.rename(ledger.outbox.with_name("outbox.db.bad"))  # the advice: mv outbox.db outbox.db.bad
+        second = Producer(ledger, site.port, rate=200, events=300)
+        second.done.wait(60)
+        wait_until(lambda: _stored_by(site, ledger, time.time()), 30, step=0.5)
+        second.terminate()
+        reckon(result, site, [ledger], fault_ends=[second.started_at], recover="resume")
+    result.seconds = time.monotonic() - started
+    return result
+
+
 def _hub_config_for(site: Site, database: Path) -> Path:
     path = database.parent / "hub.toml"
     text = site.hub_config().read_text().replace(str(site.database), str(database))
@@ -565,5 +591,6 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("flood", 1.5, flood),
     Scenario("cut-30", 1.0, lambda root, scale: network_fault(root, scale, seconds=30, mode="refuse")),
     Scenario("corruption", 1.0, corrupted_databases),
+    Scenario("outbox-replaced", 0.5, outbox_replaced),
 )
 """Every scenario, longest first (the runner starts them in this order)."""
