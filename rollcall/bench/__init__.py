@@ -1,8 +1,9 @@
 """The ``rollcall bench`` command (``make bench``): figures and ratios against a baseline measured in the same run.
 
 Targets: ``wire`` (strict decoding), ``edge`` (the recognition pipeline), ``link`` (outbox drain and latency),
-``hub`` (ingest), ``agent`` (workstation agent) and ``tui`` (presence board); each lives in its own module here and
-is run by ``rollcall.bench.runner``. See docs/benchmarks.md.
+``hub`` (ingest), ``agent`` (workstation agent), ``tui`` (presence board) and ``soak`` (every process for N minutes,
+memory growth per hour); each lives in its own module here and is run by ``rollcall.bench.runner``. See
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -12,17 +13,20 @@ from pathlib import Path
 
 from rollcall.bench.runner import Benchmark, run_benchmark
 
-TARGETS = ("wire", "edge", "link", "hub", "agent", "tui")
+TARGETS = ("wire", "edge", "link", "hub", "agent", "tui", "soak")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``rollcall bench``."""
     parser.add_argument("target", nargs="?", default="wire", choices=list(TARGETS), help="what to measure")
     parser.add_argument("--seconds", type=float, default=60.0, help="agent: how long to run (60)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="soak: how long to run (30)")
     parser.add_argument("--events", type=int, default=10_000, help="link: events queued before the drain (10000)")
     parser.add_argument("--clip", choices=["door", "street"], default="door", help="edge: which clip (door)")
-    parser.add_argument("--faces", type=Path, default=None, help="edge: photo folders (default $ROLLCALL_FACES_DIR)")
-    parser.add_argument("--model-dir", type=Path, default=None, help="edge: models (default $ROLLCALL_MODEL_DIR)")
+    parser.add_argument(
+        "--faces", type=Path, default=None, help="edge, soak: photo folders (default $ROLLCALL_FACES_DIR)"
+    )
+    parser.add_argument("--model-dir", type=Path, default=None, help="edge, soak: models (default $ROLLCALL_MODEL_DIR)")
     parser.add_argument("--pack", default=None, help="edge: model pack (default: the manifest's default)")
     parser.add_argument("--threads", type=int, default=1, help="edge: ONNX Runtime threads, both sides (1)")
     parser.add_argument("--duration", type=float, default=90.0, help="edge: door clip length in seconds (90)")
@@ -44,6 +48,8 @@ def _benchmark(target: str) -> Benchmark:
         from rollcall.bench.agent import BENCHMARK
     elif target == "tui":
         from rollcall.bench.tui import BENCHMARK
+    elif target == "soak":
+        from rollcall.bench.soak import BENCHMARK
     else:
         from rollcall.bench.wire import BENCHMARK
     return BENCHMARK

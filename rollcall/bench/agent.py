@@ -25,7 +25,8 @@ from rollcall.bench.runner import Benchmark, Figures, at_least, percentile
 from rollcall.broker import LocalBroker, find_mosquitto
 
 
-def _start_xvfb(folder: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
+def start_xvfb(folder: Path) -> tuple[subprocess.Popen[bytes] | None, str]:
+    """Xvfb on a free display number, unless ``DISPLAY`` is set: (its process or None, the display to use)."""
     if os.environ.get("DISPLAY"):
         return None, os.environ["DISPLAY"]
     binary = shutil.which("Xvfb")
@@ -52,7 +53,7 @@ def bench_agent(seconds: float = 60.0, change_every_s: float = 10.0, min_interva
 
     with tempfile.TemporaryDirectory(prefix="rollcall-bench-agent-") as scratch:
         folder = Path(scratch)
-        xvfb, display = _start_xvfb(folder)
+        xvfb, display = start_xvfb(folder)
         os.environ["DISPLAY"] = display
         broker = LocalBroker("mosquitto" if find_mosquitto() else "embedded", folder / "broker")
         broker.start()
