@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from typing import cast
 
 from pydantic import JsonValue
@@ -22,6 +24,7 @@ from hub.alerts.runtime import Alerting
 from hub.alerts.schedule import is_work_time
 from hub.board import PresenceBoard
 from hub.context import HubContext
+from hub.enrol import AssessPhotos, EnrolmentWorker
 from hub.galleries import GalleryPublisher
 from hub.store import NotFound, StoreError
 
@@ -36,6 +39,16 @@ class RequestError(Exception):
         super().__init__(message)
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A method's answer that takes long: ``work`` runs on the enrolment thread and its result is the reply."""
+
+    work: Callable[[], JsonValue]
+
+
+Method = Callable[[dict[str, JsonValue], str, datetime], "JsonValue | Deferred"]
+
+
 def _text(params: dict[str, JsonValue], key: str) -> str:
     value = params.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -44,7 +57,7 @@ def _text(params: dict[str, JsonValue], key: str) -> str:
 
 
 class RequestHandler:
-    """Serves requests on the hub's writer thread (the store's one user).
+    """Serves requests on the hub's writer thread (the store's one user); enrolment from photos runs on ``worker``.
 
     ``people_changed`` is called after a person was added or renamed, ``person_erased`` after an erasure (the
     composition root has galleries, presence and Home Assistant follow).
@@ -59,7 +72,8 @@ class RequestHandler:
         alerting: Alerting,
         people_changed: Callable[[], None],
         person_erased: Callable[[str, datetime], None],
-        enrol_photos: Callable[[str, list[str]], JsonValue] | None = None,
+        worker: EnrolmentWorker,
+        assess_photos: AssessPhotos | None = None,
     ) -> None:
         self.context = context
         self.store = context.store
@@ -68,8 +82,9 @@ class RequestHandler:
         self.alerting = alerting
         self.people_changed = people_changed
         self.person_erased = person_erased
-        self.enrol_photos = enrol_photos
-        self.methods: dict[str, Callable[[dict[str, JsonValue], str, datetime], JsonValue]] = {
+        self.assess_photos = assess_photos
+        self.worker = worker
+        self.methods: dict[str, Method] = {
             "people.list": self.people_list,
             "people.add": self.people_add,
             "people.rename": self.people_rename,
@@ -92,26 +107,43 @@ class RequestHandler:
         }
 
     def handle(self, request: wire.Request, now: datetime) -> None:
-        """Serve one request and publish its reply to the topic the request named."""
-        try:
+        """Serve one request and publish its reply to the topic the request named (long ones: when done)."""
+        deferred: list[Deferred] = []
+
+        def answer() -> JsonValue:
             method = self.methods.get(request.method)
             if method is None:
                 raise RequestError("unknown_method", f"no method {request.method!r}; known: {', '.join(self.methods)}")
+            result = method(dict(request.params), request.client, now)
+            if isinstance(result, Deferred):
+                deferred.append(result)
+                return None
+            return result
+
+        reply = self._reply(request, answer)
+        if deferred:
+            work = deferred[0].work
+            if self.worker.submit(lambda: self._send(self._reply(request, work), request)):
+                return  # the enrolment thread replies when done
+            busy = f"{self.worker.max_waiting} enrolments are waiting already; try again in a minute"
             reply = wire.Reply(
-                request_id=request.request_id, ok=True, result=method(dict(request.params), request.client, now)
+                request_id=request.request_id, ok=False, error=wire.ReplyError(code="busy", message=busy)
             )
+        self._send(reply, request)
+
+    @staticmethod
+    def _reply(request: wire.Request, answer: Callable[[], JsonValue]) -> wire.Reply:
+        try:
+            return wire.Reply(request_id=request.request_id, ok=True, result=answer())
         except RequestError as exc:
-            reply = wire.Reply(
-                request_id=request.request_id, ok=False, error=wire.ReplyError(code=exc.code, message=str(exc))
-            )
+            error = wire.ReplyError(code=exc.code, message=str(exc))
         except NotFound as exc:
-            reply = wire.Reply(
-                request_id=request.request_id, ok=False, error=wire.ReplyError(code="not_found", message=str(exc))
-            )
+            error = wire.ReplyError(code="not_found", message=str(exc))
         except (StoreError, ValueError) as exc:
-            reply = wire.Reply(
-                request_id=request.request_id, ok=False, error=wire.ReplyError(code="refused", message=str(exc)[:2000])
-            )
+            error = wire.ReplyError(code="refused", message=str(exc)[:2000])
+        return wire.Reply(request_id=request.request_id, ok=False, error=error)
+
+    def _send(self, reply: wire.Reply, request: wire.Request) -> None:
         try:
             self.context.publish(request.reply_to, reply, qos=1)
         except Exception:
@@ -151,19 +183,36 @@ class RequestHandler:
             "events": report.events,
         }
 
-    def people_enrol_photos(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def people_enrol_photos(self, params: dict[str, JsonValue], client: str, now: datetime) -> Deferred:
         person_id = _text(params, "person_id")
         if self.store.get_person(person_id) is None:
             raise RequestError("not_found", f"no person {person_id}")
         paths = params.get("paths")
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             raise RequestError("bad_params", "parameter 'paths' must be a list of photo files or folders on the hub")
-        if self.enrol_photos is None:
+        assess = self.assess_photos
+        if assess is None:
             raise RequestError("unavailable", "this hub has no face models configured for enrolment")
-        result: JsonValue = self.enrol_photos(person_id, [str(p) for p in paths])
-        self.store.audit(client, "person.enrol_photos", person_id, {"photos": len(paths)}, now)
-        self.galleries.mark_dirty()
-        return result
+        names = [str(p) for p in paths]
+
+        def work() -> JsonValue:  # on the enrolment thread: decode and embed without the store lock
+            assessed = assess(names)
+            context = self.context
+            with context.store_lock:
+                person = self.store.get_person(person_id)
+                if person is None or person.erased_at is not None:
+                    raise RequestError("not_found", f"person {person_id} was removed while their photos were enrolled")
+                at = context.clock()
+                for photo in assessed:
+                    if photo.embedding is not None:
+                        source = f"photo:{Path(photo.photo).name}"
+                        self.store.add_template(person_id, context.model_id, photo.embedding, photo.quality, source, at)
+                self.store.audit(client, "person.enrol_photos", person_id, {"photos": len(names)}, at)
+                self.galleries.mark_dirty()
+            results: list[JsonValue] = [{"photo": p.photo, "ok": p.ok, "reason": p.reason} for p in assessed]
+            return {"person_id": person_id, "enrolled": sum(1 for p in assessed if p.ok), "photos": results}
+
+        return Deferred(work)
 
     def people_enrol_at_device(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")

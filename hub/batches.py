@@ -10,15 +10,28 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from edge.protocol import wire
 
 Item = TypeVar("Item")
+Item_co = TypeVar("Item_co", covariant=True)
+
+
+class BatchSource(Protocol[Item_co]):
+    """Where the batches come from: a :class:`queue.Queue`, or the hub's fair gate (:class:`hub.gate.IngestGate`)."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Item_co:
+        """The next item; raises :class:`queue.Empty` when none came within ``timeout``."""
+        ...
+
+    def get_nowait(self) -> Item_co:
+        """The next item, or :class:`queue.Empty`."""
+        ...
 
 
 def drain_batches(
-    source: queue.Queue[Item],
+    source: BatchSource[Item],
     handle: Callable[[list[Item]], None],
     stop: threading.Event,
     *,

@@ -115,10 +115,9 @@ def run_hub(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from edge.protocol import wire
     from edge.recognition.engine import build_engine
     from edge.recognition.packs import ModelError
-    from hub.enrol import Enroller
+    from hub.enrol import Enroller, PictureLimits
     from hub.service import HubService
     from hub.store import HubStore, StoreError
 
@@ -133,7 +132,8 @@ def run_hub(args: argparse.Namespace) -> int:
     enroller = None
     try:
         engine = build_engine(config.hub.model_pack, config.hub.models_dir)
-        enroller = Enroller(engine, store, model_id, wire.now_utc)
+        limits = PictureLimits(config.enrolment.max_photo_megapixels, config.enrolment.max_photo_mb)
+        enroller = Enroller(engine, model_id, limits)
     except ModelError as exc:
         logging.getLogger("rollcall.hub").warning("enrolment from photos is off: %s", exc)
     hub = HubService(
@@ -141,7 +141,7 @@ def run_hub(args: argparse.Namespace) -> int:
         store,
         model_id=model_id,
         embedding_size=size,
-        enrol_photos=enroller.enrol_photos if enroller else None,
+        assess_photos=enroller.assess_photos if enroller else None,
         enrol_capture=enroller.embed_capture if enroller else None,
     )
     for signum in (signal.SIGTERM, signal.SIGINT):

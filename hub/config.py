@@ -6,7 +6,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from edge.protocol.config import ConfigPath, EntityIdSetting, MqttSettings, Section, SiteSettings
 from hub.alert_settings import AlertRules  # the rule names and their settings live with the rules
@@ -33,6 +33,67 @@ class RetentionSettings(Section):
     events_days: Annotated[int, Field(ge=1, le=3650)] = 180
     snapshots_days: Annotated[int, Field(ge=1, le=3650)] = 30
     screens_days: Annotated[int, Field(ge=1, le=3650)] = 7
+    dead_letters_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Dead letters (messages the hub could not use) older than this are purged."""
+
+
+class IngestSettings(Section):
+    """What one sender (the device or agent id in a topic) may cost the hub, checked before the writer sees it.
+
+    Messages over a limit are dropped (the sender resends what the hub never acked) and counted as dead letters.
+    """
+
+    queue_messages: Annotated[int, Field(ge=100, le=1_000_000)] = 50_000
+    """Messages waiting for the writer, all senders together; past it the newest message is dropped."""
+    queue_mb: Annotated[int, Field(ge=8, le=4096)] = 256
+    """Payload megabytes waiting for the writer, all senders together."""
+    sender_queue_messages: Annotated[int, Field(ge=10, le=1_000_000)] = 5_000
+    """Messages of one sender waiting; past it that sender's newest message is dropped."""
+    sender_messages_per_s: Annotated[float, Field(gt=0, le=1_000_000)] = 1_000.0
+    """Sustained messages a second one sender may deliver."""
+    sender_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 5_000
+    """Messages one sender may deliver at once above its sustained rate (after an outage, say)."""
+    sender_mb_per_s: Annotated[float, Field(gt=0, le=10_000)] = 8.0
+    """Sustained payload megabytes a second one sender may deliver."""
+    sender_burst_mb: Annotated[float, Field(gt=0, le=10_000)] = 32.0
+    max_message_kb: Annotated[int, Field(ge=1, le=2048)] = 2048
+    """The largest payload accepted (the wire contract's own limit is 2048 KB for pictures, 64 KB otherwise)."""
+
+    @model_validator(mode="after")
+    def _sender_within_queue(self) -> IngestSettings:
+        if self.sender_queue_messages > self.queue_messages:
+            raise ValueError(
+                f"sender_queue_messages ({self.sender_queue_messages}) must not exceed queue_messages "
+                f"({self.queue_messages})"
+            )
+        if self.sender_burst_mb < self.max_message_kb / 1024:
+            raise ValueError(
+                f"sender_burst_mb ({self.sender_burst_mb}) must hold at least one message of max_message_kb "
+                f"({self.max_message_kb})"
+            )
+        return self
+
+
+class DeadLetterSettings(Section):
+    """How many dead letters are kept one by one; past these limits they are only counted."""
+
+    samples_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 10
+    """Rows kept per sender, reason and hour; later letters of that kind add to the last row's count."""
+    reasons_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 20
+    """Different reasons kept per sender and hour; more are counted under one 'other reasons' row."""
+    max_rows: Annotated[int, Field(ge=100, le=10_000_000)] = 10_000
+    """The most dead-letter rows kept; the oldest go first."""
+
+
+class EnrolmentSettings(Section):
+    """Enrolment from photos and door captures (it runs on its own thread, never on the writer)."""
+
+    max_photo_megapixels: Annotated[float, Field(gt=0, le=1000)] = 40.0
+    """Larger images are refused by their header, before they are decoded."""
+    max_photo_mb: Annotated[float, Field(gt=0, le=1000)] = 50.0
+    """Larger photo files are refused before they are read."""
+    max_waiting: Annotated[int, Field(ge=1, le=1000)] = 16
+    """Enrolment requests and captures waiting for the enrolment thread; more are refused (try again later)."""
 
 
 class CameraRoleSettings(Section):
@@ -121,6 +182,9 @@ class HubConfig(Section):
     mqtt: MqttSettings = MqttSettings()
     hub: HubSettings = HubSettings()
     retention: RetentionSettings = RetentionSettings()
+    ingest: IngestSettings = IngestSettings()
+    dead_letters: DeadLetterSettings = DeadLetterSettings()
+    enrolment: EnrolmentSettings = EnrolmentSettings()
     attendance: AttendanceSettings = AttendanceSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     alerts: dict[str, dict[str, bool | int | float | str]] = {}

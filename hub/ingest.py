@@ -23,16 +23,16 @@ from hub.board import PresenceBoard
 from hub.context import HubContext
 from hub.enrol import CaptureEnrolment
 from hub.galleries import GalleryPublisher
+from hub.gate import Dropped, Queued, topic_sender
 from hub.homeassistant import HomeAssistantBridge
-from hub.store import ReceivedEvent
+from hub.store import DeadLetterNote, ReceivedEvent
 
 log = logging.getLogger("rollcall.hub")
 
 MAX_BATCH = 500
 CLOCK_SKEW_WARN_S = 30.0
 
-Queued = tuple[Received, float]
-"""A message as the MQTT thread queued it, with the ``time.time()`` it arrived (for commit latency)."""
+__all__ = ["MAX_BATCH", "HubCounters", "Ingest", "Queued"]
 
 
 @dataclass
@@ -43,6 +43,7 @@ class HubCounters:
     events_stored: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    """Messages dead-lettered by the writer (not counting those the gate dropped: see ``IngestGate.dropped``)."""
     acks_sent: int = 0
     batches: int = 0
     commit_latency_ms: list[float] = field(default_factory=list)
@@ -59,6 +60,8 @@ class _Batch:
     acks: dict[str, tuple[list[str], list[str]]] = field(default_factory=lambda: defaultdict(lambda: ([], [])))
     """device -> (event and capture ids, snapshot ids) to ack after the commit."""
     agent_acks: dict[str, list[str]] = field(default_factory=dict)
+    dead_letters: list[DeadLetterNote] = field(default_factory=list)
+    """Kept in one transaction with the batch (the store counts them past its limits)."""
 
 
 Handler = Callable[[str | None, Any, _Batch], None]
@@ -118,6 +121,7 @@ class Ingest:
             self._route(message, work)
         if work.events:
             self._store_events(work, now)
+        self.store.record_dead_letters(work.dead_letters, now)
         for device, payload in work.pictures:
             if isinstance(payload, wire.Snapshot):
                 outcome = self.store.save_snapshot(payload.event_id, payload.data, now)
@@ -147,12 +151,12 @@ class Ingest:
         try:
             ref, payload = wire.decode(message.topic, message.payload)
         except wire.WireError as exc:
-            self._dead_letter(message.topic, str(exc), message.payload, work.now)
+            self._dead_letter(message.topic, str(exc), message.payload, work)
             return
         if ref.role != "hub" and ref.entity is None:
             return
         if ref.role == "device" and ref.entity is not None and not self._authorised(ref.entity):
-            self._dead_letter(message.topic, f"device {ref.entity!r} is not registered", message.payload, work.now)
+            self._dead_letter(message.topic, f"device {ref.entity!r} is not registered", message.payload, work)
             return
         handler = self.handlers.get((ref.role, type(payload)))
         if handler is not None:
@@ -228,10 +232,22 @@ class Ingest:
             return True
         return False
 
-    def _dead_letter(self, topic: str, reason: str, payload: bytes, now: datetime) -> None:
+    def _dead_letter(self, topic: str, reason: str, payload: bytes, work: _Batch) -> None:
         self.counters.dead_letters += 1
-        log.warning("dead letter on %s: %s", topic, reason)
-        self.store.record_dead_letter(topic, reason, payload, now)
+        if self.counters.dead_letters <= 100 or self.counters.dead_letters % 1000 == 0:  # a flood must not flood logs
+            log.warning("dead letter on %s: %s (%d so far)", topic, reason, self.counters.dead_letters)
+        sender = topic_sender(topic, self.context.topics.base)
+        work.dead_letters.append(DeadLetterNote(topic, reason, payload, sender))
+
+    def record_drops(self, drops: list[Dropped], now: datetime) -> None:
+        """Keep what the gate dropped as counted dead letters (one row per sender and reason, with a sample)."""
+        if not drops:
+            return
+        notes = [DeadLetterNote(d.topic, d.reason, d.sample, d.sender, d.count) for d in drops]
+        with self.context.store_lock:
+            self.store.record_dead_letters(notes, now)
+        for drop in drops:
+            log.warning("dropped %d messages of %s: %s", drop.count, drop.sender, drop.reason)
 
     # --- the handlers ------------------------------------------------------------------------------------------------
 

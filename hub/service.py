@@ -1,37 +1,37 @@
 """The hub service behind ``rollcall hub run``: the composition root that builds the hub's parts, wires and runs them.
 
-One ``writer`` thread owns every write: it drains what the MQTT thread queued into :class:`~hub.ingest.Ingest`
+One ``writer`` thread owns every write: it drains what the MQTT thread queued (through the limits of
+:class:`~hub.gate.IngestGate`, sender by sender) into :class:`~hub.ingest.Ingest`
 (validate against the wire contract, commit a batch, only then ack the devices) and runs the maintenance between
 batches (galleries, presence timeouts, alerts, Home Assistant, retention). Presence and attendance are recomputed by
 the pure rules in :mod:`hub.domain` (:class:`~hub.board.PresenceBoard`); galleries are rebuilt from templates and
-published retained to every device (:class:`~hub.galleries.GalleryPublisher`).
+published retained to every device (:class:`~hub.galleries.GalleryPublisher`). Enrolment (decoding and embedding
+pictures) runs on its own ``enrolment`` thread (:class:`~hub.enrol.EnrolmentWorker`).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from pydantic import JsonValue
-
 from edge.protocol import wire
-from edge.protocol.mqtt import MqttLink
+from edge.protocol.mqtt import MqttLink, Received
 from hub.alerts.runtime import Alerting
 from hub.api import RequestHandler
 from hub.batches import drain_batches
 from hub.board import PresenceBoard
 from hub.config import HubConfig
 from hub.context import HubContext
-from hub.enrol import CaptureEnrolment, EmbedCapture
+from hub.enrol import AssessPhotos, CaptureEnrolment, EmbedCapture, EnrolmentWorker
 from hub.facts import SiteFacts
 from hub.galleries import GalleryPublisher
+from hub.gate import IngestGate, Queued
 from hub.homeassistant import HomeAssistantBridge
-from hub.ingest import MAX_BATCH, HubCounters, Ingest, Queued
-from hub.store import HubStore
+from hub.ingest import MAX_BATCH, HubCounters, Ingest
+from hub.store import DeadLetterLimits, HubStore
 
 log = logging.getLogger("rollcall.hub")
 
@@ -48,7 +48,7 @@ class HubService:
         embedding_size: int,
         clock: Callable[[], datetime] = wire.now_utc,
         software: str = "rollcall",
-        enrol_photos: Callable[[str, list[str]], JsonValue] | None = None,
+        assess_photos: AssessPhotos | None = None,
         enrol_capture: EmbedCapture | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
@@ -60,7 +60,11 @@ class HubService:
         self.clock = clock
         self.topics = wire.Topics(config.site.id, config.site.topic_prefix)
         self.stop_event = threading.Event()
-        self._queue: queue.Queue[Queued] = queue.Queue()
+        self.gate = IngestGate(config.ingest, self.topics.base)
+        """The MQTT thread's only work: size and rate limits per sender, then a fair bounded queue for the writer."""
+        kept = config.dead_letters
+        store.dead_letter_limits = DeadLetterLimits(kept.samples_per_hour, kept.reasons_per_hour, kept.max_rows)
+        self.enrolment = EnrolmentWorker(config.enrolment.max_waiting)
         self._last_retention = float("-inf")
         self.store_lock = threading.RLock()
         """Held by whoever uses the store: the writer thread, or a caller driving the hub by hand (tests, tools)."""
@@ -72,7 +76,7 @@ class HubService:
             status_topic=self.topics.hub_status(),
             status_entity=config.hub.id,
             software=software,
-            on_message=lambda message: self._queue.put((message, time.time())),
+            on_message=self._arrived,
         )
         for leaf in ("event", "snapshot", "capture", "status", "health"):
             self.link.subscribe(self.topics.all_devices(leaf), qos=1)
@@ -104,14 +108,15 @@ class HubService:
             alerting=self.alerting,
             people_changed=self.mark_people_changed,
             person_erased=self.forget_person,
-            enrol_photos=enrol_photos,
+            worker=self.enrolment,
+            assess_photos=assess_photos,
         )
         self.ingest = Ingest(
             context,
             board=self.board,
             alerting=self.alerting,
             requests=self.api,
-            enrolment=CaptureEnrolment(context, enrol_capture, self.galleries.mark_dirty),
+            enrolment=CaptureEnrolment(context, enrol_capture, self.galleries.mark_dirty, self.enrolment),
             galleries=self.galleries,
             homeassistant=self.homeassistant,
         )
@@ -124,6 +129,7 @@ class HubService:
         """Connect and start the writer and maintenance threads."""
         self.link.start()
         self.alerting.start()
+        self.enrolment.start()
         self._threads = [threading.Thread(target=self._writer_loop, name="writer", daemon=True)]
         for thread in self._threads:
             thread.start()
@@ -133,8 +139,13 @@ class HubService:
         self.stop_event.set()
         for thread in self._threads:
             thread.join(timeout)
+        self.enrolment.stop(timeout)
         self.alerting.stop()
         self.link.stop()
+
+    def _arrived(self, message: Received) -> None:
+        # On the MQTT thread: never block it, never do more than the gate's checks.
+        self.gate.offer(message)
 
     # --- the writer thread -------------------------------------------------------------------------------------------
 
@@ -149,7 +160,7 @@ class HubService:
                 next_maintenance = time.monotonic() + 1.0
 
         drain_batches(
-            self._queue,
+            self.gate,
             self._handle_safely,
             self.stop_event,
             max_batch=self.max_batch,
@@ -169,6 +180,10 @@ class HubService:
 
     def _maintenance(self) -> None:
         now = self.clock()
+        try:
+            self.ingest.record_drops(self.gate.take_drops(), now)
+        except Exception:
+            log.exception("could not keep the counts of dropped messages")
         with self.store_lock:
             try:
                 if self.link.connected:
@@ -181,7 +196,9 @@ class HubService:
                     self._last_retention = time.monotonic()
                     retention = self.config.retention
                     events, snapshots = self.store.purge(
-                        now - timedelta(days=retention.events_days), now - timedelta(days=retention.snapshots_days)
+                        now - timedelta(days=retention.events_days),
+                        now - timedelta(days=retention.snapshots_days),
+                        now - timedelta(days=retention.dead_letters_days),
                     )
                     if events or snapshots:
                         log.info("retention: %d events and %d snapshots purged", events, snapshots)

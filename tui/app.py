@@ -21,13 +21,14 @@ from zoneinfo import ZoneInfo
 from PIL import Image as PILImage
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import ContentSwitcher, Footer, Static
+from textual.widgets import ContentSwitcher, Static
 
 from edge.protocol import wire
 from edge.protocol.hub_client import HubRequestFailed, HubUnavailable
 from tui.live import LiveState
 from tui.protocol import Requester
 from tui.views import VIEWS, EventsView, View
+from tui.widgets.footer import KeyFooter
 from tui.widgets.modals import ConfirmScreen, FormScreen, HelpScreen, ImageScreen, ReportScreen
 from tui.widgets.tables import age
 
@@ -111,7 +112,7 @@ class RollcallApp(App[None]):
                 assert view.id is not None
                 self.views[view.id] = view
                 yield view
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.set_interval(1.0 / self.max_redraw_hz, self.tick)

@@ -10,7 +10,7 @@ from hub.store.devices import Device
 from hub.store.errors import NotFound, StoreError
 from hub.store.events import ReceivedEvent
 from hub.store.hub_store import HubStore
-from hub.store.journal import MAX_DEAD_LETTER_BYTES, DeadLetter
+from hub.store.journal import MAX_DEAD_LETTER_BYTES, DeadLetter, DeadLetterLimits, DeadLetterNote
 from hub.store.people import MAX_NAME_CHARS, ErasureReport, Person
 from hub.store.pictures import CaptureOutcome, SnapshotOutcome
 from hub.store.schema import APPLICATION_ID, BUSY_TIMEOUT_MS, MIGRATIONS, Migration, migrate, open_database
@@ -24,6 +24,8 @@ __all__ = [
     "AttendanceRow",
     "CaptureOutcome",
     "DeadLetter",
+    "DeadLetterLimits",
+    "DeadLetterNote",
     "Device",
     "ErasureReport",
     "HubStore",

@@ -206,12 +206,15 @@ class EventStore(JournalStore):
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
-    def purge(self, before: datetime, snapshots_before: datetime) -> tuple[int, int]:
+    def purge(
+        self, before: datetime, snapshots_before: datetime, dead_letters_before: datetime | None = None
+    ) -> tuple[int, int]:
         """Retention: delete events older than ``before`` and snapshots older than ``snapshots_before``.
 
         Returns (events deleted, snapshot pictures deleted). A snapshot goes with its event at the latest; snapshot
         captures (whole-view pictures) count as snapshot pictures; enrolment captures stay until their person is
-        erased (new models need them to make templates again). Dead letters older than ``before`` go too.
+        erased (new models need them to make templates again). Dead letters older than ``dead_letters_before``
+        (default ``before``) go too.
         """
         events_cut = stored_time(before)
         pictures_cut = max(events_cut, stored_time(snapshots_before))
@@ -230,6 +233,7 @@ class EventStore(JournalStore):
                 tx.execute(f"UPDATE events SET snapshot_file = NULL WHERE event_id IN ({marks})", ids)
             tx.executemany("DELETE FROM captures WHERE capture_id = ?", [(cid,) for cid, _ in captures])
             events = tx.execute("DELETE FROM events WHERE at < ?", (events_cut,)).rowcount
-            tx.execute("DELETE FROM dead_letters WHERE received_at < ?", (events_cut,))
+            letters_cut = events_cut if dead_letters_before is None else stored_time(dead_letters_before)
+            tx.execute("DELETE FROM dead_letters WHERE received_at < ?", (letters_cut,))
             self._unlink([rel for _, rel in doomed] + [rel for _, rel in captures])
         return events, len(doomed) + len(captures)

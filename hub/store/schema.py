@@ -263,12 +263,24 @@ def _v5_outbox_epochs(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_dead_letter_summaries(db: sqlite_utils.Database) -> None:
+    """Version 6: dead letters kept one by one up to a limit per sender, reason and hour, then only counted."""
+    letters = db.table("dead_letters")
+    letters.add_column("sender", str)
+    letters.add_column("hour", str)
+    letters.add_column("count", int, not_null_default=1)
+    letters.add_column("last_at", str)
+    db.execute("UPDATE dead_letters SET sender = topic, last_at = received_at")
+    letters.create_index(["hour", "sender", "reason"])
+
+
 MIGRATIONS: list[Migration] = [
     _v1_tables,
     _v2_model_pack_and_retention_indexes,
     _v3_attendance_photos_and_person_index,
     _v4_workstation_agents,
     _v5_outbox_epochs,
+    _v6_dead_letter_summaries,
 ]
 """Schema steps in order; the database's ``PRAGMA user_version`` is the number applied. Only ever append."""
 

@@ -1,9 +1,9 @@
 """The ``rollcall bench`` command (``make bench``): figures and ratios against a baseline measured in the same run.
 
 Targets: ``wire`` (strict decoding), ``edge`` (the recognition pipeline), ``link`` (outbox drain and latency),
-``hub`` (ingest), ``agent`` (workstation agent), ``tui`` (presence board) and ``soak`` (every process for N minutes,
-memory growth per hour); each lives in its own module here and is run by ``rollcall.bench.runner``. See
-docs/benchmarks.md.
+``hub`` (ingest), ``agent`` (workstation agent), ``tui`` (presence board), ``flood`` (a good door's acks while
+another publisher floods the hub) and ``soak`` (every process for N minutes, memory growth per hour); each lives
+in its own module here and is run by ``rollcall.bench.runner``. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rollcall.bench.runner import Benchmark, run_benchmark
 
-TARGETS = ("wire", "edge", "link", "hub", "agent", "tui", "soak")
+TARGETS = ("wire", "edge", "link", "hub", "agent", "tui", "flood", "soak")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="edge: ONNX Runtime threads, both sides (1)")
     parser.add_argument("--duration", type=float, default=90.0, help="edge: door clip length in seconds (90)")
     parser.add_argument("--seed", type=int, default=7, help="edge: door clip seed (7)")
-    parser.add_argument("--count", type=int, default=20_000, help="payloads per run")
+    parser.add_argument("--count", type=int, default=20_000, help="payloads per run (flood: junk messages)")
+    parser.add_argument("--flood-rate", type=float, default=10_000.0, help="flood: junk messages/s at most (10000)")
     parser.add_argument("--repeats", type=int, default=5, help="runs; the best is reported")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
 
@@ -48,6 +49,8 @@ def _benchmark(target: str) -> Benchmark:
         from rollcall.bench.agent import BENCHMARK
     elif target == "tui":
         from rollcall.bench.tui import BENCHMARK
+    elif target == "flood":
+        from rollcall.bench.flood import BENCHMARK
     elif target == "soak":
         from rollcall.bench.soak import BENCHMARK
     else:

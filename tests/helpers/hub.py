@@ -8,13 +8,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import JsonValue
-
 from edge.protocol import wire
 from edge.protocol.config import load_config
 from edge.protocol.mqtt import Received
 from edge.recognition.faces import FaceEngine
 from hub.config import HubConfig
+from hub.enrol import PhotoAssessment
 from hub.service import HubService
 from hub.store import HubStore
 from tests.helpers.brokers import TestBroker
@@ -37,8 +36,8 @@ class Clock:
 class Enrolment(Protocol):
     """What the hub calls to enrol people from photos and device captures (the hub's enroller provides it)."""
 
-    def enrol_photos(self, person_id: str, paths: list[str]) -> JsonValue:
-        """Enrol photos for a person; per-photo results."""
+    def assess_photos(self, paths: list[str]) -> list[PhotoAssessment]:
+        """Judge photos (folders expanded): a template or the reason for each."""
 
     def embed_capture(self, jpeg: bytes) -> tuple[Any, float, str | None]:
         """Embedding, quality and problem of a device's enrolment crop."""
@@ -83,23 +82,23 @@ def running_hub(
     *,
     clock: Callable[[], datetime] = wire.now_utc,
     engine: FaceEngine | None = None,
-    enrolment: Callable[[HubStore], Enrolment] | None = None,
+    enrolment: Enrolment | None = None,
 ) -> Iterator[HubService]:
     """A HubService started from ``config_path`` and subscribed; stopped and its store closed afterwards.
 
     With ``engine`` the hub speaks that engine's model id and embedding size (otherwise a stand-in model that never
-    embeds); ``enrolment`` builds, on the hub's store, what enrols photos and captures.
+    embeds); ``enrolment`` is what enrols photos and captures (on the hub's enrolment thread).
     """
     config = load_config(HubConfig, config_path, "hub", {})
     store = HubStore.from_settings(config.hub)
-    enroller = enrolment(store) if enrolment is not None else None
+    enroller = enrolment
     service = HubService(
         config,
         store,
         model_id=engine.embedder.model_id if engine is not None else TEST_MODEL_ID,
         embedding_size=engine.embedder.embedding_size if engine is not None else TEST_EMBEDDING_SIZE,
         clock=clock,
-        enrol_photos=enroller.enrol_photos if enroller is not None else None,
+        assess_photos=enroller.assess_photos if enroller is not None else None,
         enrol_capture=enroller.embed_capture if enroller is not None else None,
     )
     service.start()
@@ -128,7 +127,7 @@ class HubStarter:
         site: str = "hq",
         clock: Callable[[], datetime] = wire.now_utc,
         engine: FaceEngine | None = None,
-        enrolment: Callable[[HubStore], Enrolment] | None = None,
+        enrolment: Enrolment | None = None,
     ) -> HubService:
         """Write a hub config (see :func:`hub_config`) under ``folder`` (the test's tmp_path) and start that hub."""
         target = folder if folder is not None else self.folder

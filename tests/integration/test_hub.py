@@ -52,9 +52,7 @@ def hub(start_hub: HubStarter, engine: FaceEngine) -> HubService:
     """A running hub service in this process."""
     from hub.enrol import Enroller
 
-    return start_hub(
-        engine=engine, enrolment=lambda store: Enroller(engine, store, engine.embedder.model_id, wire.now_utc)
-    )
+    return start_hub(engine=engine, enrolment=Enroller(engine, engine.embedder.model_id))
 
 
 def test_a_door_clip_becomes_attendance_that_matches_its_ground_truth(
@@ -309,6 +307,7 @@ def test_device_enrolment_captures_become_templates_and_presence_survives_a_rest
         data=crop,
     )
     feed(hub, capture)
+    assert hub.enrolment.wait_idle(60), "the enrolment thread did not finish the capture"
     assert hub.store.template_counts(hub.model_id) == {person_id: 1}
     event = make_event(device="door-1", seq=1, at=now - timedelta(minutes=1), person_id=person_id, score=0.7)
     feed(hub, event)

@@ -72,7 +72,7 @@ role = "exit"
 """,
         clock=clock,
         engine=tui_engine,
-        enrolment=lambda store: Enroller(tui_engine, store, tui_engine.embedder.model_id, clock),
+        enrolment=Enroller(tui_engine, tui_engine.embedder.model_id),
     )
 
 
