@@ -60,8 +60,9 @@ class _Batch:
     acks: dict[str, tuple[list[str], list[str]]] = field(default_factory=lambda: defaultdict(lambda: ([], [])))
     """device -> (event and capture ids, snapshot ids) to ack after the commit."""
     agent_acks: dict[str, list[str]] = field(default_factory=dict)
-    dead_letters: list[DeadLetterNote] = field(default_factory=list)
-    """Kept in one transaction with the batch (the store counts them past its limits)."""
+    dead_letters: dict[tuple[str, str], list[DeadLetterNote]] = field(default_factory=dict)
+    """(sender, reason) -> the first ones one by one, then one note counting the rest (a flood costs a few rows
+    and statements a batch); kept in one transaction with the batch."""
 
 
 Handler = Callable[[str | None, Any, _Batch], None]
@@ -120,7 +121,7 @@ class Ingest:
             self._route(message, work)
         if work.events:
             self._store_events(work, now)
-        self.store.record_dead_letters(work.dead_letters, now)
+        self.store.record_dead_letters([note for notes in work.dead_letters.values() for note in notes], now)
         for device, payload in work.pictures:
             if isinstance(payload, wire.Snapshot):
                 outcome = self.store.save_snapshot(payload.event_id, payload.data, now)
@@ -195,7 +196,12 @@ class Ingest:
         if self.counters.dead_letters <= 100 or self.counters.dead_letters % 1000 == 0:  # a flood must not flood logs
             log.warning("dead letter on %s: %s (%d so far)", topic, reason, self.counters.dead_letters)
         sender = topic_sender(topic, self.context.topics.base)
-        work.dead_letters.append(DeadLetterNote(topic, reason, payload, sender))
+        notes = work.dead_letters.setdefault((sender, reason), [])
+        if len(notes) < self.store.dead_letter_limits.samples_per_hour:
+            notes.append(DeadLetterNote(topic, reason, payload, sender))
+        else:
+            last = notes[-1]
+            notes[-1] = DeadLetterNote(last.topic, reason, last.payload, sender, last.count + 1)
 
     def record_drops(self, drops: list[Dropped], now: datetime) -> None:
         """Keep what the gate dropped as counted dead letters (one row per sender and reason, with a sample)."""
