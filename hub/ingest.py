@@ -60,8 +60,9 @@ class _Batch:
     acks: dict[str, tuple[list[str], list[str]]] = field(default_factory=lambda: defaultdict(lambda: ([], [])))
     """device -> (event and capture ids, snapshot ids) to ack after the commit."""
     agent_acks: dict[str, list[str]] = field(default_factory=dict)
-    dead_letters: list[DeadLetterNote] = field(default_factory=list)
-    """Kept in one transaction with the batch (the store counts them past its limits)."""
+    dead_letters: dict[tuple[str, str], list[DeadLetterNote]] = field(default_factory=dict)
+    """(sender, reason) -> the first ones one by one, then one note counting the rest (a flood costs a few rows
+    and statements a batch); kept in one transaction with the batch."""
 
 
 Handler = Callable[[str | None, Any, _Batch], None]
@@ -121,7 +122,7 @@ class Ingest:
             self._route(message, work)
         if work.events:
             self._store_events(work, now)
-        self.store.record_dead_letters(work.dead_letters, now)
+        self.store.record_dead_letters([note for notes in work.dead_letters.values() for note in notes], now)
         for device, payload in work.pictures:
             if isinstance(payload, wire.Snapshot):
                 outcome = self.store.save_snapshot(payload.event_id, payload.data, now)
@@ -170,7 +171,7 @@ class Ingest:
         self.counters.duplicates += len(events) - len(inserted)
         for received in events:
             work.acks[received.event.device][0].append(received.event.event_id)
-        counting = self._credible(events, inserted, now)
+        counting = self._credible(events, inserted, work)
         # Alerts first, then presence and attendance: the order the hub has always judged new events in.
         roles = self.board.roles()
         self.alerting.on_events(
@@ -181,7 +182,7 @@ class Ingest:
         for device in {r.event.device for r in events}:
             self.store.advance_delivered(device, max_ahead_s=max_ahead_s)
 
-    def _credible(self, events: list[ReceivedEvent], inserted: set[str], now: datetime) -> list[ReceivedEvent]:
+    def _credible(self, events: list[ReceivedEvent], inserted: set[str], work: _Batch) -> list[ReceivedEvent]:
         """The events that may move alerts, presence and attendance; the others are flagged once, when first stored.
 
         An event dated far ahead of the hub's clock (or before the retention) is kept and acked like any other, so
@@ -196,7 +197,7 @@ class Ingest:
                 counting.append(received)
             elif event.event_id in inserted:
                 reason = f"event {event.event_id} (seq {event.seq}) {refusal}; stored and acked, not counted"
-                self._dead_letter(self.context.topics.device_event(event.device), reason, wire.encode(event), now)
+                self._dead_letter(self.context.topics.device_event(event.device), reason, wire.encode(event), work)
         return counting
 
     def _note_new_epochs(self, events: list[ReceivedEvent]) -> None:
@@ -237,7 +238,12 @@ class Ingest:
         if self.counters.dead_letters <= 100 or self.counters.dead_letters % 1000 == 0:  # a flood must not flood logs
             log.warning("dead letter on %s: %s (%d so far)", topic, reason, self.counters.dead_letters)
         sender = topic_sender(topic, self.context.topics.base)
-        work.dead_letters.append(DeadLetterNote(topic, reason, payload, sender))
+        notes = work.dead_letters.setdefault((sender, reason), [])
+        if len(notes) < self.store.dead_letter_limits.samples_per_hour:
+            notes.append(DeadLetterNote(topic, reason, payload, sender))
+        else:
+            last = notes[-1]
+            notes[-1] = DeadLetterNote(last.topic, reason, last.payload, sender, last.count + 1)
 
     def record_drops(self, drops: list[Dropped], now: datetime) -> None:
         """Keep what the gate dropped as counted dead letters (one row per sender and reason, with a sample)."""

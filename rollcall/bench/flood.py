@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,6 +116,10 @@ class Flooder:
         self.process.stdin.write("go\n")
         self.process.stdin.flush()
 
+    def running(self) -> bool:
+        """Whether it is still sending."""
+        return self.process.poll() is None
+
     def wait(self, timeout: float = 300.0) -> None:
         """Until every junk message was handed to the broker."""
         assert self.process.stdout is not None
@@ -207,13 +212,14 @@ class GoodDevice:
         self.outbox.close()
 
 
-def _steady(device: GoodDevice, rate: float, seconds: float) -> list[str]:
-    sent = []
-    next_at = time.perf_counter()
-    for _ in range(max(1, int(rate * seconds))):
+def _steady(device: GoodDevice, rate: float, go_on: Callable[[], bool]) -> list[str]:
+    """Events at ``rate`` a second while ``go_on()`` holds (at least one)."""
+    sent = [device.send()]
+    next_at = time.perf_counter() + 1.0 / rate
+    while go_on():
+        time.sleep(max(0.0, next_at - time.perf_counter()))
         sent.append(device.send())
         next_at += 1.0 / rate
-        time.sleep(max(0.0, next_at - time.perf_counter()))
     return sent
 
 
@@ -245,11 +251,11 @@ def bench_flood(junk: int = 100_000, flood_rate: float = 10_000.0, rate: float =
             device = GoodDevice(settings, folder, topics)
             device.start()
             try:
-                seconds = junk / flood_rate
-                quiet = _steady(device, rate, seconds)
                 flooder = Flooder(settings, topics.device_event(FLOOD_DEVICE), junk, rate=flood_rate, qos=1)
+                quiet_until = time.monotonic() + 5.0
+                quiet = _steady(device, rate, lambda: time.monotonic() < quiet_until)
                 flooder.go()
-                flooded = _steady(device, rate, seconds)
+                flooded = _steady(device, rate, flooder.running)
                 flooder.wait()
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline and not device.all_acked(quiet + flooded):
