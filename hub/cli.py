@@ -268,6 +268,11 @@ def _with_database(config: Any, work: Callable[[sqlite3.Connection], int]) -> in
         try:
             if connection.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
                 return _fail(f"{path} is not a rollcall hub database (it is empty or another program's file)", 1)
+            # A page the report's query never reads may be the damaged one: check the whole file, as the hub does.
+            problems = [str(row[0]) for row in connection.execute("PRAGMA quick_check(5)").fetchall()]
+            if problems != ["ok"]:
+                found = "; ".join(problems)[:300]
+                return _fail(f"database {path} is corrupt (quick check: {found}): {damaged_advice(path)}", 1)
             return work(connection)
         finally:
             connection.close()

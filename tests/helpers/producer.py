@@ -90,6 +90,7 @@ class ProducerDevice(DeviceService):
                 track=index // 2,
                 quality=0.8,
                 has_snapshot=with_snapshot,
+                epoch=self.outbox.epoch,  # as the door does: a new outbox file is a new sequence series
             )
             return event_id, self.topics.device_event(self.entity), wire.encode(event)
 

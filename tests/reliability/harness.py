@@ -407,6 +407,8 @@ class Stored:
 
     event_id: str
     device: str
+    epoch: str
+    """The outbox epoch the seq counts in (a new outbox file starts a new series)."""
     seq: int
     received_at: float
     at: float
@@ -418,24 +420,24 @@ def stored_events(database: Path) -> list[Stored]:
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
         rows = connection.execute(
-            "SELECT e.event_id, e.device, e.seq, e.received_at, e.at, s.event_id IS NOT NULL "
+            "SELECT e.event_id, e.device, e.epoch, e.seq, e.received_at, e.at, s.event_id IS NOT NULL "
             "FROM events AS e LEFT JOIN snapshots AS s ON s.event_id = e.event_id"
         ).fetchall()
     finally:
         connection.close()
-    return [Stored(row[0], row[1], row[2], _epoch(row[3]), _epoch(row[4]), bool(row[5])) for row in rows]
+    return [Stored(row[0], row[1], row[2], row[3], _timestamp(row[4]), _timestamp(row[5]), bool(row[6])) for row in rows]
 
 
 def dead_letter_count(database: Path) -> int:
-    """Rows in the hub's dead-letter table."""
+    """Messages in the hub's dead-letter table (a row may stand for several of one sender, reason and hour)."""
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
     try:
-        return int(connection.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+        return int(connection.execute("SELECT coalesce(sum(count), 0) FROM dead_letters").fetchone()[0])
     finally:
         connection.close()
 
 
-def _epoch(text: str) -> float:
+def _timestamp(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text).timestamp()
@@ -475,9 +477,10 @@ def reckon(
     for ledger in ledgers:
         mine = [row for row in rows if row.device == ledger.device]
         result.duplicated += len(mine) - len({row.event_id for row in mine})
-        result.duplicated += len(mine) - len({row.seq for row in mine})
-        seqs = {row.seq for row in mine}
-        result.gaps += (max(seqs) - len(seqs)) if seqs else 0
+        result.duplicated += len(mine) - len({(row.epoch, row.seq) for row in mine})
+        for epoch in {row.epoch for row in mine}:  # sequence numbers count within an outbox epoch
+            seqs = {row.seq for row in mine if row.epoch == epoch}
+            result.gaps += max(seqs) - len(seqs)
         by_id.update({row.event_id: row for row in mine})
         accepted = ledger.items()
         accepted_total += len(accepted)

@@ -291,7 +291,12 @@ def corrupted_databases(root: Path, scale: float) -> Result:
         else:
             config = _edge_config_for(root, site.port, target.parent)
             runs = [
-                ("edge run", [PYTHON, "-m", "rollcall.cli", "edge", "run", "--config", str(config)], "rollcall edge:")
+                (
+                    "edge run",
+                    [PYTHON, "-m", "rollcall.cli", "edge", "run", "--config", str(config)],
+                    # The summary line comes only after the service was built (its outbox opened): it runs.
+                    "rollcall edge: door device 'door-1'",
+                )
             ]
         for what, command, marker in runs:
             outcome, output = _attempt(command, marker, target.parent / f"{what.replace(' ', '-')}.log")

@@ -175,3 +175,16 @@ def test_report_events_on_a_damaged_database_is_a_message_not_a_traceback(
         assert main(["report", *command, "--config", str(config)]) != 0
         err = capsys.readouterr().err
         assert "Traceback" not in err and str(path) in err and ("corrupt" in err or "not a rollcall" in err), err
+
+
+def test_report_on_a_database_damaged_where_the_report_does_not_read_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One garbled index page the events query never touches: the report still says the file is damaged."""
+    path = _hub_with_events(tmp_path)
+    _garble_page(path, "idx_events_person_id")
+    before = path.read_bytes()
+    assert main(["report", "events", "--config", str(_report_config(tmp_path, path))]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "corrupt" in err and f"mv '{path}' '{path}.bad'" in err, err
+    assert path.read_bytes() == before, "nothing overwritten"
