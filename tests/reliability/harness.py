@@ -425,7 +425,9 @@ def stored_events(database: Path) -> list[Stored]:
         ).fetchall()
     finally:
         connection.close()
-    return [Stored(row[0], row[1], row[2], row[3], _timestamp(row[4]), _timestamp(row[5]), bool(row[6])) for row in rows]
+    return [
+        Stored(row[0], row[1], row[2], row[3], _timestamp(row[4]), _timestamp(row[5]), bool(row[6])) for row in rows
+    ]
 
 
 def dead_letter_count(database: Path) -> int:
