@@ -31,6 +31,9 @@ from tui.views import VIEWS, EventsView, View
 from tui.widgets.footer import KeyFooter
 from tui.widgets.modals import ConfirmScreen, FormScreen, HelpScreen, ImageScreen, ReportScreen
 from tui.widgets.tables import age
+from tui.widgets.textual_fixes import forget_styles_caches
+
+forget_styles_caches()
 
 T = TypeVar("T")
 
