@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import gc
+import io
 from collections.abc import Callable
+from datetime import timedelta
 
+from PIL import Image as PILImage
+from textual._styles_cache import StylesCache
 from textual.dom import DOMNode
 from textual.widgets import Footer
 
+from edge.protocol import wire
+from edge.protocol.mqtt import MqttLink
 from hub.service import HubService
+from tests.helpers.factories import make_event
 from tests.helpers.hub import Clock
-from tests.tui.conftest import run, seed_people, until
+from tests.tui.conftest import SITE, run, seed_people, until
 from tui.app import RollcallApp
 
 KEYS = "atudsep"
@@ -57,3 +64,79 @@ def test_switching_screens_many_times_keeps_no_more_objects(hub: HubService, clo
     assert bindings <= keys_shown, f"the footer keeps {bindings} key bindings for {keys_shown} keys shown"
     # Some growth is bounded caches still filling (Textual's LRU caches, the in-process hub's 10,000 latencies).
     assert objects_after - objects_before < 40_000, f"{objects_after - objects_before} more objects after 105 switches"
+
+
+def _png(shade: int) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (64, 36), (shade % 256, 40, 80)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _styles_caches() -> tuple[int, int]:
+    """(all objects, Textual styles caches) after a full collection."""
+    gc.collect()
+    objects = gc.get_objects()
+    return len(objects), sum(1 for o in objects if type(o) is StylesCache)
+
+
+def test_live_traffic_with_screen_switches_keeps_no_more_objects_per_message(
+    hub: HubService, clock: Clock, make_app: MakeApp, publisher: MqttLink
+) -> None:
+    ids = seed_people(hub, clock)
+    people: list[str | None] = [None, ids["Ana"], ids["Ben"], ids["Cleo"]]  # None: an unknown face, so alerts
+    seq = iter(range(10, 100_000))
+
+    async def scenario() -> tuple[tuple[int, int], tuple[int, int], int]:
+        app = make_app()
+        messages = 0
+        async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.settled and app.requests_done > 0, what="the first answers")
+
+            async def traffic_round(i: int) -> int:
+                clock.now += timedelta(seconds=7)
+                sent = 0
+                for door in ("door-1", "door-2"):
+                    event = make_event(
+                        device=door, seq=next(seq), at=clock(), person_id=people[i % len(people)], has_snapshot=False
+                    )
+                    publisher.publish(SITE.device_event(door), event)
+                    health = wire.Health(
+                        device=door,
+                        at=clock(),
+                        uptime_s=float(i),
+                        fps=14.0 + i % 10 / 10,
+                        cpu_percent=30.0,
+                        outbox_depth=i % 5,
+                        gallery_version=3,
+                    )
+                    publisher.publish(SITE.device_health(door), health, qos=0)
+                    sent += 2
+                thumbnail = wire.Screen(
+                    agent="pc-1",
+                    at=clock(),
+                    content_type="image/png",
+                    width=64,
+                    height=36,
+                    changed_fraction=0.2,
+                    data=_png(i),
+                )
+                publisher.publish(SITE.agent_thumbnail("pc-1"), thumbnail, qos=0)
+                await pilot.press(KEYS[i % len(KEYS)])
+                await pilot.pause(0.3)
+                await until(pilot, lambda: app.settled, what=f"the {app.current} screen to settle")
+                return sent + 1
+
+            for i in range(14):  # every screen shown twice: its bounded caches fill first
+                await traffic_round(i)
+            before = _styles_caches()
+            for i in range(14, 42):
+                messages += await traffic_round(i)
+            after = _styles_caches()
+        return before, after, messages
+
+    (objects_before, caches_before), (objects_after, caches_after), messages = run(scenario)
+    # Before the fix Textual's get_inner_outer lru_cache kept the styles cache (with every line it drew) of each
+    # widget ever removed: ~22 more a round, ~190 objects per message; after it ~25 per message (caches filling).
+    assert caches_after - caches_before <= 10, f"{caches_after - caches_before} more styles caches kept"
+    per_message = (objects_after - objects_before) / messages
+    assert per_message < 80, f"{per_message:.0f} more objects kept per message ({messages} messages)"
