@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import JsonValue
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from edge.protocol import wire
 from tests.helpers.factories import make_event
@@ -183,7 +184,13 @@ def settle(*keys: str) -> Callable[[Pilot[Any]], Any]:
                 break
             await pilot.pause(0.05)
         # Widgets finish their own layout (a table sizing its columns to new rows) on idle; on a loaded machine that
-        # can trail the app's redraws, so wait until two renders 0.3 s apart are the same picture.
+        # can trail the app's redraws (two renders alike with the columns still header-wide were seen under load), so
+        # wait until no table has dimensions left to update (Textual's own flag), then until two renders 0.3 s apart
+        # are the same picture.
+        for _ in range(200):
+            if not any(table._require_update_dimensions for table in app.screen.query(DataTable)):
+                break
+            await pilot.pause(0.05)
         previous = app.export_screenshot()
         for _ in range(50):
             await pilot.pause(0.3)
