@@ -1,18 +1,21 @@
 """The hub's request/reply API over the broker (for the TUI and scripts); every change is audited.
 
-A request names its method and carries its reply topic (MQTT 3.1.1 has no response topic). Methods are listed in
-:data:`METHODS` and documented in docs/wire.md and docs/hub.md.
+A supervisor asks on ``supervisor/<name>/request``: the broker's ACL lets only ``<name>`` write there, so the hub
+takes the asker's name from the topic, never from the payload. A request names its method and carries its reply
+topic (MQTT 3.1.1 has no response topic), which must be that supervisor's own ``supervisor/<name>/reply/<session>``.
+Each method needs a role (:data:`METHOD_ROLES`); the hub config's ``[supervisors.<name>] role`` says who has which.
+Methods are documented in docs/wire.md and docs/hub.md.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import cast
+from typing import Literal, cast
 
 from pydantic import JsonValue
 from ulid import ULID
@@ -24,11 +27,75 @@ from hub.alerts.runtime import Alerting
 from hub.alerts.schedule import is_work_time
 from hub.board import PresenceBoard
 from hub.context import HubContext
-from hub.enrol import AssessPhotos, EnrolmentWorker
+from hub.enrol import AssessPhotos, EnrolmentWorker, OutsideImportDir, confine_to, confined_photo_paths
 from hub.galleries import GalleryPublisher
 from hub.store import NotFound, StoreError
 
 log = logging.getLogger("rollcall.hub.api")
+
+Role = Literal["viewer", "operator", "admin"]
+ROLE_RANK: dict[Role, int] = {"viewer": 0, "operator": 1, "admin": 2}
+"""Each role may do what the roles below it may."""
+
+METHOD_ROLES: dict[str, Role] = {
+    # read-only: every supervisor
+    "people.list": "viewer",
+    "presence.get": "viewer",
+    "attendance.day": "viewer",
+    "events.recent": "viewer",
+    "devices.list": "viewer",
+    "snapshot.get": "viewer",
+    "alerts.list": "viewer",
+    "schedule.get": "viewer",
+    "agents.list": "viewer",
+    "agents.activity": "viewer",
+    "agents.files": "viewer",
+    # day-to-day changes: acknowledge and resolve alerts, message and lock workstations, enrol (adding or renaming a
+    # person is part of enrolling)
+    "alerts.acknowledge": "operator",
+    "agents.command": "operator",
+    "alerts.resolve": "operator",
+    "people.add": "operator",
+    "people.rename": "operator",
+    "people.enrol_photos": "operator",
+    "people.enrol_at_device": "operator",
+    # changes that erase data or change how the site is judged
+    "people.remove": "admin",
+    "schedule.set_mode": "admin",
+}
+"""The least role each method of :class:`RequestHandler` needs (a test checks every method is listed)."""
+
+
+class Supervisors:
+    """Who may ask what: the hub config's ``[supervisors]`` table, or everyone as admin when it is absent."""
+
+    def __init__(self, table: Mapping[str, Role] | None) -> None:
+        self.table = dict(table) if table is not None else None
+
+    @property
+    def open(self) -> bool:
+        """No ``[supervisors]`` table: every supervisor name is admin (zero-config demos and tests)."""
+        return self.table is None
+
+    def role_of(self, name: str) -> Role | None:
+        """The role of supervisor ``name``; None when the table does not list it."""
+        if self.table is None:
+            return "admin"
+        return self.table.get(name)
+
+    def refusal(self, name: str, method: str) -> str | None:
+        """Why ``name`` may not call ``method`` (for the reply, the log and the audit), or None when it may."""
+        needed = METHOD_ROLES.get(method, "admin")
+        role = self.role_of(name)
+        if role is None:
+            return (
+                f"supervisor {name!r} is not listed in this hub's [supervisors] table; "
+                f"{method} needs the {needed} role (ask the site's admin to add [supervisors.{name}])"
+            )
+        if ROLE_RANK[role] < ROLE_RANK[needed]:
+            article = "an" if role[0] in "aeiou" else "a"
+            return f"{method} needs the {needed} role; supervisor {name!r} is {article} {role}"
+        return None
 
 
 class RequestError(Exception):
@@ -76,6 +143,10 @@ class RequestHandler:
         assess_photos: AssessPhotos | None = None,
     ) -> None:
         self.context = context
+        table = context.config.supervisors
+        self.supervisors = Supervisors(
+            {name: entry.role for name, entry in table.items()} if table is not None else None
+        )
         self.store = context.store
         self.board = board
         self.galleries = galleries
@@ -101,20 +172,41 @@ class RequestHandler:
             "agents.list": self.agents_list,
             "agents.activity": self.agents_activity,
             "agents.files": self.agents_files,
+            "agents.command": self.agents_command,
             "schedule.set_mode": self.schedule_set_mode,
             "alerts.acknowledge": self.alerts_acknowledge,
             "alerts.resolve": self.alerts_resolve,
         }
 
-    def handle(self, request: wire.Request, now: datetime) -> None:
-        """Serve one request and publish its reply to the topic the request named (long ones: when done)."""
+    def handle(self, request: wire.Request, name: str, now: datetime) -> None:
+        """Serve one request of supervisor ``name`` (from the request topic); reply to their own reply topic only.
+
+        Long ones reply when done. A ``reply_to`` that is not that supervisor's own gets no reply at all.
+        """
+        bad_reply_to = self._foreign_reply_to(request.reply_to, name)
+        if bad_reply_to is not None:
+            log.warning(
+                "refused %s from supervisor %r: reply_to %r %s; no reply sent",
+                request.method,
+                name,
+                request.reply_to,
+                bad_reply_to,
+            )
+            details: dict[str, object] = {"method": request.method, "reply_to": request.reply_to[:512]}
+            self.store.audit(name, "request.refused", None, {**details, "reason": f"reply_to {bad_reply_to}"}, now)
+            return
         deferred: list[Deferred] = []
 
         def answer() -> JsonValue:
             method = self.methods.get(request.method)
             if method is None:
                 raise RequestError("unknown_method", f"no method {request.method!r}; known: {', '.join(self.methods)}")
-            result = method(dict(request.params), request.client, now)
+            refusal = self.supervisors.refusal(name, request.method)
+            if refusal is not None:
+                log.warning("refused %s from supervisor %r: %s", request.method, name, refusal)
+                self.store.audit(name, "request.refused", None, {"method": request.method, "reason": refusal}, now)
+                raise RequestError("forbidden", refusal)
+            result = method(dict(request.params), name, now)
             if isinstance(result, Deferred):
                 deferred.append(result)
                 return None
@@ -130,6 +222,21 @@ class RequestHandler:
                 request_id=request.request_id, ok=False, error=wire.ReplyError(code="busy", message=busy)
             )
         self._send(reply, request)
+
+    def _foreign_reply_to(self, reply_to: str, name: str) -> str | None:
+        """Why ``reply_to`` is not supervisor ``name``'s own reply topic on this site, or None when it is."""
+        try:
+            ref = wire.parse_topic(reply_to)
+        except wire.WireError:
+            return "is not a rollcall topic"
+        topics = self.context.topics
+        if (ref.prefix, ref.site) != (topics.prefix, topics.site):
+            return "is not on this site"
+        if ref.role != "supervisor" or ref.leaf != "reply":
+            return "is not a supervisor reply topic"
+        if ref.entity != name:
+            return f"is supervisor {ref.entity!r}'s reply topic"
+        return None
 
     @staticmethod
     def _reply(request: wire.Request, answer: Callable[[], JsonValue]) -> wire.Reply:
@@ -151,30 +258,30 @@ class RequestHandler:
 
     # --- people ------------------------------------------------------------------------------------------------------
 
-    def people_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def people_list(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         counts = self.store.template_counts(self.context.model_id)
         return [
             {"person_id": p.id, "name": p.name, "templates": counts.get(p.id, 0), "created_at": iso_utc(p.created_at)}
             for p in self.store.list_people()
         ]
 
-    def people_add(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def people_add(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         person_id = self.store.add_person(_text(params, "name"), now)
-        self.store.audit(client, "person.add", person_id, {"name": _text(params, "name")}, now)
+        self.store.audit(actor, "person.add", person_id, {"name": _text(params, "name")}, now)
         self.people_changed()
         self.board.publish(now)
         return {"person_id": person_id}
 
-    def people_rename(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def people_rename(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")
         self.store.rename_person(person_id, _text(params, "name"), now)
-        self.store.audit(client, "person.rename", person_id, {"name": _text(params, "name")}, now)
+        self.store.audit(actor, "person.rename", person_id, {"name": _text(params, "name")}, now)
         self.people_changed()
         return {"person_id": person_id}
 
-    def people_remove(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def people_remove(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")
-        report = self.store.erase_person(person_id, now, actor=client)
+        report = self.store.erase_person(person_id, now, actor=actor)
         self.person_erased(person_id, now)
         return {
             "person_id": person_id,
@@ -183,7 +290,7 @@ class RequestHandler:
             "events": report.events,
         }
 
-    def people_enrol_photos(self, params: dict[str, JsonValue], client: str, now: datetime) -> Deferred:
+    def people_enrol_photos(self, params: dict[str, JsonValue], actor: str, now: datetime) -> Deferred:
         person_id = _text(params, "person_id")
         if self.store.get_person(person_id) is None:
             raise RequestError("not_found", f"no person {person_id}")
@@ -193,10 +300,19 @@ class RequestHandler:
         assess = self.assess_photos
         if assess is None:
             raise RequestError("unavailable", "this hub has no face models configured for enrolment")
+        root = self.context.config.hub.import_dir
+        try:
+            confined = confine_to(root, [str(p) for p in paths])
+        except OutsideImportDir as exc:
+            raise RequestError("forbidden" if root is not None else "unavailable", str(exc)) from None
+        assert root is not None
         names = [str(p) for p in paths]
 
         def work() -> JsonValue:  # on the enrolment thread: decode and embed without the store lock
-            assessed = assess(names)
+            photos = confined_photo_paths(root, confined)
+            if not photos:
+                raise RequestError("bad_params", "no photos found in " + ", ".join(names))
+            assessed = assess([str(p) for p in photos])
             context = self.context
             with context.store_lock:
                 person = self.store.get_person(person_id)
@@ -207,14 +323,14 @@ class RequestHandler:
                     if photo.embedding is not None:
                         source = f"photo:{Path(photo.photo).name}"
                         self.store.add_template(person_id, context.model_id, photo.embedding, photo.quality, source, at)
-                self.store.audit(client, "person.enrol_photos", person_id, {"photos": len(names)}, at)
+                self.store.audit(actor, "person.enrol_photos", person_id, {"photos": len(names)}, at)
                 self.galleries.mark_dirty()
             results: list[JsonValue] = [{"photo": p.photo, "ok": p.ok, "reason": p.reason} for p in assessed]
             return {"person_id": person_id, "enrolled": sum(1 for p in assessed if p.ok), "photos": results}
 
         return Deferred(work)
 
-    def people_enrol_at_device(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def people_enrol_at_device(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")
         device = _text(params, "device")
         if self.store.get_person(person_id) is None:
@@ -225,19 +341,19 @@ class RequestHandler:
         if not isinstance(count, int) or not 1 <= count <= 50:
             raise RequestError("bad_params", "parameter 'count' must be an integer from 1 to 50")
         command = wire.DeviceCommand(
-            command_id=str(ULID()), at=now, action="enrol_capture", person_id=person_id, count=count, issued_by=client
+            command_id=str(ULID()), at=now, action="enrol_capture", person_id=person_id, count=count, issued_by=actor
         )
         self.context.publish(self.context.topics.device_command(device), command, qos=1)
-        self.store.audit(client, "person.enrol_at_device", person_id, {"device": device, "count": count}, now)
+        self.store.audit(actor, "person.enrol_at_device", person_id, {"device": device, "count": count}, now)
         return {"command_id": command.command_id, "device": device, "count": count}
 
     # --- state -------------------------------------------------------------------------------------------------------
 
-    def presence_get(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def presence_get(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         payload = self.board.payload(now)
         return [entry.model_dump(mode="json") for entry in payload.people]
 
-    def attendance_day(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def attendance_day(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         try:
             day = date.fromisoformat(_text(params, "date"))
         except ValueError:
@@ -257,7 +373,7 @@ class RequestHandler:
             for row in self.store.attendance(day)
         ]
 
-    def events_recent(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def events_recent(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         limit = params.get("limit", 50)
         if not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise RequestError("bad_params", "parameter 'limit' must be an integer from 1 to 1000")
@@ -266,7 +382,7 @@ class RequestHandler:
             for row in self.store.recent_events(limit)
         ]
 
-    def devices_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def devices_list(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         return [
             {
                 "device": d.id,
@@ -283,7 +399,7 @@ class RequestHandler:
             for d in self.store.list_devices()
         ]
 
-    def snapshot_get(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def snapshot_get(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         event_id = _text(params, "event_id")
         data = self.store.load_snapshot(event_id)
         if data is None:
@@ -292,7 +408,7 @@ class RequestHandler:
 
     # --- alerts ------------------------------------------------------------------------------------------------------
 
-    def alerts_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def alerts_list(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         state = params.get("state")
         if state is not None and state not in ("open", "acknowledged", "resolved"):
             raise RequestError("bad_params", "parameter 'state' must be open, acknowledged or resolved")
@@ -302,27 +418,27 @@ class RequestHandler:
         records = self.alerting.list(state if isinstance(state, str) else None)[:limit]
         return [to_wire(record).model_dump(mode="json") for record in records]
 
-    def _alert_change(self, params: dict[str, JsonValue], client: str, now: datetime, action: str) -> JsonValue:
+    def _alert_change(self, params: dict[str, JsonValue], actor: str, now: datetime, action: str) -> JsonValue:
         alert_id = _text(params, "alert_id")
         try:
             if action == "acknowledge":
-                record = self.alerting.acknowledge(alert_id, client, now)
+                record = self.alerting.acknowledge(alert_id, actor, now)
             else:
-                record = self.alerting.resolve(alert_id, client, now)
+                record = self.alerting.resolve(alert_id, actor, now)
         except KeyError:
             raise RequestError("not_found", f"no alert {alert_id}") from None
-        self.store.audit(client, f"alert.{action}", alert_id, {"rule": record.rule}, now)
+        self.store.audit(actor, f"alert.{action}", alert_id, {"rule": record.rule}, now)
         return to_wire(record).model_dump(mode="json")
 
-    def alerts_acknowledge(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
-        return self._alert_change(params, client, now, "acknowledge")
+    def alerts_acknowledge(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
+        return self._alert_change(params, actor, now, "acknowledge")
 
-    def alerts_resolve(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
-        return self._alert_change(params, client, now, "resolve")
+    def alerts_resolve(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
+        return self._alert_change(params, actor, now, "resolve")
 
     # --- schedule ----------------------------------------------------------------------------------------------------
 
-    def schedule_get(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def schedule_get(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         ruleset = self.alerting.latest_rules()
         return {
             "version": ruleset.version,
@@ -332,7 +448,7 @@ class RequestHandler:
             "work_time_now": is_work_time(ruleset.schedule, now),
         }
 
-    def schedule_set_mode(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def schedule_set_mode(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         mode = _text(params, "mode")
         paused = params.get("paused_until")
         until = None
@@ -348,14 +464,14 @@ class RequestHandler:
             if until.tzinfo is None:
                 raise RequestError("bad_params", "parameter 'paused_until' needs a UTC offset")
         try:
-            self.alerting.set_mode(mode, until, client, now)
+            self.alerting.set_mode(mode, until, actor, now)
         except ValueError as exc:
             raise RequestError("bad_params", str(exc)) from None
-        return self.schedule_get({}, client, now)
+        return self.schedule_get({}, actor, now)
 
     # --- workstation agents --------------------------------------------------------------------------------------
 
-    def agents_list(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def agents_list(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         return [
             {
                 key: agent.get(key)
@@ -371,10 +487,36 @@ class RequestHandler:
             raise RequestError("bad_params", "parameter 'limit' must be an integer from 1 to 5000")
         return agent, limit
 
-    def agents_activity(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def agents_activity(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         agent, limit = self._agent_and_limit(params, 100)
         return cast(JsonValue, self.store.agent_activity(agent, limit))
 
-    def agents_files(self, params: dict[str, JsonValue], client: str, now: datetime) -> JsonValue:
+    def agents_files(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         agent, limit = self._agent_and_limit(params, 200)
         return cast(JsonValue, self.store.file_changes(agent, limit))
+
+    def agents_command(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
+        """Send a workstation agent a command (message, lock, unlock, screenshot) in the supervisor's name.
+
+        The broker lets only the hub write agents' command topics.
+        """
+        agent = _text(params, "agent")
+        if not any(known.get("id") == agent for known in self.store.list_agents()):
+            raise RequestError("not_found", f"no workstation agent {agent}")
+        action = _text(params, "action")
+        text = params.get("text")
+        unlock_after_s = params.get("unlock_after_s")
+        try:
+            command = wire.AgentCommand(
+                command_id=str(ULID()),
+                at=now,
+                action=action,  # type: ignore[arg-type]  # validated by the model
+                text=text if isinstance(text, str) else None,
+                unlock_after_s=unlock_after_s if isinstance(unlock_after_s, int) else None,
+                issued_by=actor,
+            )
+        except ValueError as exc:
+            raise RequestError("bad_params", f"not a valid agent command: {exc}"[:2000]) from None
+        self.context.publish(self.context.topics.agent_command(agent), command, qos=1)
+        self.store.audit(actor, "agent.command", agent, {"action": command.action}, now)
+        return {"command_id": command.command_id, "agent": agent, "action": command.action}

@@ -173,7 +173,16 @@ def rotate_key(args: argparse.Namespace) -> int:
 def _client(config: Any) -> Any:
     from edge.protocol.hub_client import HubClient
 
-    return HubClient(config.mqtt, _topics(config), f"cli-{os.getpid()}")
+    # The hub's API serves supervisors: the broker user name is the supervisor's name (zero-config: "cli", an admin
+    # while the hub has no [supervisors] table). The hub's own identity may not ask; use a supervisor's config.
+    name = config.mqtt.username or "cli"
+    try:
+        return HubClient(config.mqtt, _topics(config), name)
+    except ValueError:
+        raise ValueError(
+            f"mqtt.username {name!r} cannot ask the hub: the people commands ask as a supervisor; give them a "
+            "config whose [mqtt] username (and TLS certificate) is a supervisor's, listed under [supervisors.<name>]"
+        ) from None
 
 
 def _topics(config: Any) -> Any:
@@ -205,7 +214,7 @@ def people_add(args: argparse.Namespace) -> int:
         with _client(config) as client:
             person_id = client.call("people.add", {"name": args.name})["person_id"]
             result = client.call("people.enrol_photos", {"person_id": person_id, "paths": photos}, timeout=120)
-    except (HubUnavailable, HubRequestFailed) as exc:
+    except (HubUnavailable, HubRequestFailed, ValueError) as exc:
         return _fail(str(exc), 1)
     for photo in result["photos"]:
         mark = "ok " if photo["ok"] else "NO "
@@ -222,7 +231,7 @@ def people_list(args: argparse.Namespace) -> int:
     try:
         with _client(config) as client:
             people = client.call("people.list")
-    except (HubUnavailable, HubRequestFailed) as exc:
+    except (HubUnavailable, HubRequestFailed, ValueError) as exc:
         return _fail(str(exc), 1)
     for person in people:
         print(f"{person['person_id']:<32} {person['templates']:>3} templates  {person['name']}")

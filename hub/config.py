@@ -19,8 +19,12 @@ class HubSettings(Section):
     database: ConfigPath = Path("/var/lib/rollcall/hub/rollcall.db")
     data_dir: ConfigPath = Path("/var/lib/rollcall/hub")
     key_file: ConfigPath = Path("/etc/rollcall/hub.key")
-    accept_unknown_devices: bool = True
-    """Register a device the first time it speaks (role `both`); false: only [[cameras]] may deliver."""
+    accept_unknown_devices: bool = False
+    """True: register a device the first time it speaks (role `both`; demos and tests). False (the default, a
+    provisioned site): only devices listed under [[cameras]] (or registered before) may deliver or get a gallery."""
+    import_dir: ConfigPath | None = None
+    """The only folder ``people.enrol_photos`` reads photos from (resolved; no `..` or symlink may leave it). Unset:
+    enrolment from photos on the hub is refused."""
     models_dir: ConfigPath | None = None
     """Models for enrolment from photos (default $ROLLCALL_MODEL_DIR)."""
     model_pack: str | None = None
@@ -94,6 +98,16 @@ class EnrolmentSettings(Section):
     """Larger photo files are refused before they are read."""
     max_waiting: Annotated[int, Field(ge=1, le=1000)] = 16
     """Enrolment requests and captures waiting for the enrolment thread; more are refused (try again later)."""
+
+
+SupervisorRole = Literal["viewer", "operator", "admin"]
+
+
+class SupervisorSettings(Section):
+    """One supervisor (the name is the table's key, the broker user name and certificate CN) and what it may do."""
+
+    role: SupervisorRole
+    """viewer: read-only methods; operator: also acknowledge and resolve alerts, enrol; admin: everything."""
 
 
 class CameraRoleSettings(Section):
@@ -193,6 +207,9 @@ class HubConfig(Section):
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     cameras: list[CameraRoleSettings] = []
     """Known door devices; with ``hub.accept_unknown_devices`` false, messages of any other device are refused."""
+    supervisors: dict[EntityIdSetting, SupervisorSettings] | None = None
+    """``[supervisors.<name>] role = ...``; absent: every supervisor is admin (zero-config demo; a warning at start).
+    Present: a name not listed is refused."""
 
     @field_validator("alerts")
     @classmethod

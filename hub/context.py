@@ -37,3 +37,13 @@ class HubContext:
     clock: Callable[[], datetime]
     model_id: str
     embedding_size: int
+
+    def registered(self, device: str) -> bool:
+        """Whether door ``device`` may deliver and get galleries.
+
+        It must be listed under ``[[cameras]]``; with ``hub.accept_unknown_devices`` (demos, tests) any device the
+        store knows will do (it registered when it first spoke).
+        """
+        if any(camera.device == device for camera in self.config.cameras):
+            return True
+        return self.config.hub.accept_unknown_devices and self.store.get_device(device) is not None

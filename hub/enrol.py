@@ -48,6 +48,41 @@ def photo_paths(paths: list[str]) -> list[Path]:
     return found
 
 
+class OutsideImportDir(ValueError):
+    """A photo path that leaves the hub's import folder (or no import folder is configured)."""
+
+
+def confine_to(root: Path | None, paths: list[str]) -> list[Path]:
+    """``paths`` (absolute, or relative to ``root``) resolved, each inside ``root``.
+
+    No ``..`` and no symlink may lead out. Raises :class:`OutsideImportDir` without looking at whether a path outside
+    exists.
+    """
+    if root is None:
+        raise OutsideImportDir(
+            "enrolment from photos on the hub is off: set [hub] import_dir to the folder photos are copied into"
+        )
+    base = root.expanduser().resolve()
+    confined: list[Path] = []
+    for text in paths:
+        if "\x00" in text:
+            raise OutsideImportDir(f"photo path {text[:200]!r} is not a valid path")
+        resolved = (base / Path(text).expanduser()).resolve()
+        if not resolved.is_relative_to(base):
+            raise OutsideImportDir(
+                f"photo path {text[:200]!r} is outside the hub's import folder {base} (hub.import_dir); copy the "
+                "photos into that folder and name them there (absolute, or relative to it)"
+            )
+        confined.append(resolved)
+    return confined
+
+
+def confined_photo_paths(root: Path, paths: list[Path]) -> list[Path]:
+    """:func:`photo_paths` of already confined ``paths``, leaving out folder entries whose symlinks lead out."""
+    base = root.expanduser().resolve()
+    return [p for p in photo_paths([str(p) for p in paths]) if p.resolve().is_relative_to(base)]
+
+
 @dataclass(frozen=True)
 class PictureLimits:
     """The largest picture enrolment decodes (``[enrolment]`` in the hub's config)."""

@@ -14,7 +14,7 @@ log = logging.getLogger("rollcall.hub")
 
 
 class GalleryPublisher:
-    """Publishes a new gallery version to every device when people or templates changed (and once at start)."""
+    """Publishes a new gallery version to every registered door when people or templates changed (and once at start)."""
 
     def __init__(self, context: HubContext) -> None:
         self.context = context
@@ -43,11 +43,16 @@ class GalleryPublisher:
         return Gallery(labels, embeddings, names=names, version=version, model_id=model_id)
 
     def publish(self, now: datetime) -> int:
-        """Publish a new gallery version to every device, retained; returns the version."""
+        """Publish a new gallery version to every registered door, retained; returns the version.
+
+        A device the store knows but the config does not list (:meth:`HubContext.registered`) gets nothing.
+        """
         store, topics, publish = self.context.store, self.context.topics, self.context.publish
         version = int(store.get_meta("gallery_version") or "0") + 1
         gallery = self.current(version)
         for device in store.list_devices():
+            if not self.context.registered(device.id):
+                continue
             manifest, chunks = build_publication(gallery, device.id, now)
             for chunk in chunks:
                 publish(topics.device_gallery_chunk(device.id, chunk.index), chunk, qos=1, retain=True)

@@ -3,8 +3,8 @@
 The MQTT thread hands every message to :meth:`IngestGate.offer`, which never blocks: a message over a limit is
 dropped and counted (its sender sends again whatever the hub never acked), anything else waits in its sender's lane.
 The writer takes messages round-robin across the lanes, so one sender's backlog never delays another sender.
-A sender is the device or agent id in the topic (``device/<id>``, ``agent/<id>``); the hub's own topics are one
-sender (``hub``), anything else another (``other``).
+A sender is the device, agent or supervisor in the topic (``device/<id>``, ``agent/<id>``, ``supervisor/<name>``);
+the hub's own topics are one sender (``hub``), anything else another (``other``).
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ MAX_IDLE_BUCKETS: Final = 10_000
 
 
 def topic_sender(topic: str, base: str) -> str:
-    """Who a topic speaks for: ``device/<id>``, ``agent/<id>``, ``hub`` (``base`` is ``<prefix>/<site>``)."""
+    """Who a topic speaks for: ``device/<id>``, ``agent/<id>``, ``supervisor/<name>``, ``hub``.
+
+    ``base`` is ``<prefix>/<site>``.
+    """
     if not topic.startswith(base + "/"):
         return "other"
     parts = topic[len(base) + 1 :].split("/", 2)
-    if parts[0] in ("device", "agent") and len(parts) >= 2 and parts[1]:
+    if parts[0] in ("device", "agent", "supervisor") and len(parts) >= 2 and parts[1]:
         return f"{parts[0]}/{parts[1]}"[:200]
     return "hub" if parts[0] == "hub" else "other"
 

@@ -95,7 +95,7 @@ class Ingest:
         self._known_devices: set[str] = set()  # devices are never deleted while the hub runs
         self._epochs: dict[str, set[str]] = {}  # device -> the outbox epochs it has sent events in
         self.handlers: dict[tuple[str, type[Any]], Handler] = {
-            ("hub", wire.Request): self._request,
+            ("supervisor", wire.Request): self._request,
             ("agent", wire.Activity): self._activity,
             ("agent", wire.Status): self._agent_status,
             ("device", wire.Event): self._event,
@@ -154,7 +154,7 @@ class Ingest:
         except wire.WireError as exc:
             self._dead_letter(message.topic, str(exc), message.payload, work)
             return
-        if ref.role != "hub" and ref.entity is None:
+        if ref.role in ("device", "agent") and ref.entity is None:
             return
         if ref.role == "device" and ref.entity is not None and not self._authorised(ref.entity):
             self._dead_letter(message.topic, f"device {ref.entity!r} is not registered", message.payload, work)
@@ -223,7 +223,7 @@ class Ingest:
     def _authorised(self, device: str) -> bool:
         if device in self._known_devices:
             return True
-        if self.store.get_device(device) is not None:
+        if self.context.registered(device):
             self._known_devices.add(device)
             return True
         if self.context.config.hub.accept_unknown_devices:
@@ -257,8 +257,9 @@ class Ingest:
 
     # --- the handlers ------------------------------------------------------------------------------------------------
 
-    def _request(self, entity: str | None, payload: wire.Request, work: _Batch) -> None:
-        self.requests.handle(payload, work.now)
+    def _request(self, supervisor: str | None, payload: wire.Request, work: _Batch) -> None:
+        assert supervisor is not None  # the name from the request topic: the broker lets only them write there
+        self.requests.handle(payload, supervisor, work.now)
 
     def _activity(self, agent: str | None, payload: wire.Activity, work: _Batch) -> None:
         assert agent is not None

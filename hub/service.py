@@ -80,7 +80,7 @@ class HubService:
         )
         for leaf in ("event", "snapshot", "capture", "status", "health"):
             self.link.subscribe(self.topics.all_devices(leaf), qos=1)
-        self.link.subscribe(self.topics.hub_request(), qos=1)
+        self.link.subscribe(self.topics.all_supervisor_requests(), qos=1)
         for leaf in ("activity", "status"):
             self.link.subscribe(self.topics.all_agents(leaf), qos=1)
         context = HubContext(
@@ -127,6 +127,11 @@ class HubService:
 
     def start(self) -> None:
         """Connect and start the writer and maintenance threads."""
+        if self.config.supervisors is None:
+            log.warning(
+                "no [supervisors] table in the hub config: every supervisor name is admin (fine for a demo; on a "
+                'site list each one as [supervisors.<name>] role = "viewer" | "operator" | "admin")'
+            )
         self.link.start()
         self.alerting.start()
         self.enrolment.start()

@@ -40,14 +40,17 @@ def _config_model(role: str) -> type[BaseModel]:
 
 def check_config(role: str, path: Path) -> int:
     """Validate a role's TOML config plus ROLLCALL_<ROLE>__* overrides; print every problem or a summary."""
-    from edge.protocol.config import ConfigError, config_warnings, load_config
+    from edge.protocol.config import ConfigError, config_problems, config_warnings, load_config
 
     try:
         config = load_config(_config_model(role), path, role)
+        problems: list[object] = list(config_problems(config))
     except ConfigError as exc:
-        count = len(exc.problems)
+        problems = list(exc.problems)
+    if problems:
+        count = len(problems)
         print(f"{path}: {count} problem{'s' if count != 1 else ''} in the {role} config:", file=sys.stderr)
-        for problem in exc.problems:
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         print(f"Fix these and run `rollcall {role} check-config {path}` again.", file=sys.stderr)
         return EXIT_BAD_INPUT

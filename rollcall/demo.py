@@ -63,7 +63,7 @@ def _say(text: str) -> None:
     print(f"demo: {text}", file=sys.stderr, flush=True)
 
 
-def _hub_toml(folder: Path, port: int, model_dir: Path) -> Path:
+def _hub_toml(folder: Path, port: int, model_dir: Path, people: Path) -> Path:
     path = folder / "hub.toml"
     path.write_text(
         f"""[site]
@@ -80,6 +80,8 @@ database = "{folder / "hub" / "rollcall.db"}"
 data_dir = "{folder / "hub"}"
 key_file = "{folder / "hub" / "hub.key"}"
 models_dir = "{model_dir}"
+accept_unknown_devices = true
+import_dir = "{people.resolve()}"
 
 [attendance]
 settle_out_after_min = 1
@@ -178,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         _say("starting the hub")
         children.append(
             subprocess.Popen(
-                [*command, "hub", "run", "--config", str(_hub_toml(folder, port, model_dir))],
+                [*command, "hub", "run", "--config", str(_hub_toml(folder, port, model_dir, people))],
                 stdout=subprocess.DEVNULL,
                 stderr=(logs / "hub.log").open("wb"),
             )

@@ -251,7 +251,10 @@ class RollcallApp(App[None]):
         if isinstance(exc, HubRequestFailed):
             self.hub_failing = False
             self.last_reply_at = self.clock()
-        if not quiet:
+        if isinstance(exc, HubRequestFailed) and exc.code == "forbidden":
+            # Shown even for quiet requests: the supervisor should know their role does not cover it.
+            self.notify(f"Not allowed: {exc.message}", title="Your role", severity="error", timeout=8)
+        elif not quiet:
             self.notify(f"The hub refused: {exc}", severity="error", timeout=6)
 
     def _unanswered(self, message: str) -> None:

@@ -6,6 +6,12 @@ import argparse
 import getpass
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edge.protocol.hub_client import HubClient
+    from tui.config import TuiConfig
+    from tui.live import LiveState
 
 EXIT_OK = 0
 EXIT_BAD_CONFIG = 2
@@ -29,32 +35,48 @@ def _user() -> str:
         return "unknown"
 
 
+def session_links(config: TuiConfig, session: str) -> tuple[LiveState, HubClient]:
+    """The two broker links of one TUI session, each with the session in its client id.
+
+    ``<name>:<session>`` asks the hub, ``<name>:<session>-live`` follows the site's state; both take TLS (CA, client
+    certificate and key) from ``[mqtt.tls]``.
+    """
+    from edge.protocol import wire
+    from edge.protocol.hub_client import HubClient
+    from tui.live import LiveState
+
+    topics = wire.Topics(config.site.id, config.site.topic_prefix)
+    name = config.supervisor_name
+    hub = HubClient(config.mqtt, topics, name, session)
+    live = LiveState(config.mqtt, topics, f"{hub.client_id}-live")
+    return live, hub
+
+
 def run_tui(args: argparse.Namespace) -> int:
     """Load the config, connect to the broker (in the background) and run the app until the user quits."""
-    from edge.protocol.config import ConfigError, load_config
+    from edge.protocol.config import ConfigError, config_problems, load_config
     from tui.config import TuiConfig
 
     path: Path | None = getattr(args, "config", None)
     try:
         config = load_config(TuiConfig, path, "tui")
+        problems: list[object] = list(config_problems(config))  # the TLS CA, certificate and key
     except ConfigError as exc:
+        problems = list(exc.problems)
+    if problems:
         where = path if path is not None else "the TUI config (defaults and ROLLCALL_TUI__* variables)"
-        print(f"{where}: {len(exc.problems)} problem(s) in the tui config:", file=sys.stderr)
-        for problem in exc.problems:
+        print(f"{where}: {len(problems)} problem(s) in the tui config:", file=sys.stderr)
+        for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         print("Fix these (`rollcall tui check-config FILE` checks a file) and start again.", file=sys.stderr)
         return EXIT_BAD_CONFIG
 
     # textual_image asks the terminal what it can draw (Sixel, Kitty, half blocks) when imported: before Textual
     # takes the terminal over.
-    from edge.protocol import wire
-    from edge.protocol.hub_client import HubClient
+    from edge.protocol.hub_client import new_session
     from tui.app import RollcallApp
-    from tui.live import LiveState
 
-    topics = wire.Topics(config.site.id, config.site.topic_prefix)
-    live = LiveState(config.mqtt, topics, f"tui-{config.tui.id}-live")
-    hub = HubClient(config.mqtt, topics, client=config.tui.id)
+    live, hub = session_links(config, new_session())
     app = RollcallApp(
         live,
         hub,

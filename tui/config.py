@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge.protocol.config import ConfigPath, EntityIdSetting, MqttSettings, PositiveFloat, Section, SiteSettings
+from edge.protocol.wire import check_id
 
 
 class TuiSettings(Section):
@@ -23,13 +24,48 @@ class TuiSettings(Section):
     """How many of the latest events the events screen keeps."""
 
 
+class SupervisorSettings(Section):
+    """Who is asking: the supervisor's name is the hub's key for their role and the broker's user name."""
+
+    name: EntityIdSetting | None = None
+    """Default: ``mqtt.username`` when set, else ``tui.id``. On a provisioned site it is the CN of the TLS client
+    certificate in ``[mqtt.tls]`` and the broker user name."""
+
+
 class TuiConfig(Section):
     """The whole configuration of the TUI."""
 
     site: SiteSettings = SiteSettings()
     mqtt: MqttSettings = MqttSettings()
     tui: TuiSettings = TuiSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> TuiConfig:
+        name, user = self.supervisor.name, self.mqtt.username
+        if name is not None and user is not None and name != user:
+            raise ValueError(
+                f"supervisor.name {name!r} and mqtt.username {user!r} differ: the broker knows a supervisor by their "
+                "user name (the certificate's CN); set them alike or leave supervisor.name out"
+            )
+        if name is None and user is not None:
+            check_id(user, "mqtt.username (the supervisor's name)")
+        return self
+
+    @property
+    def supervisor_name(self) -> str:
+        """The name this TUI asks the hub as: ``supervisor.name``, else ``mqtt.username``, else ``tui.id``."""
+        return self.supervisor.name or self.mqtt.username or self.tui.id
 
     def summary(self) -> str:
         """One line for check-config."""
-        return f"TUI {self.tui.id!r} for site {self.site.id!r}, broker {self.mqtt.host}:{self.mqtt.port}"
+        tls = self.mqtt.tls
+        secure = (
+            f"TLS{' with client certificate ' + str(tls.cert_file) if tls.cert_file is not None else ''}"
+            if tls.enabled
+            else "no TLS"
+        )
+        return (
+            f"TUI {self.tui.id!r} of supervisor {self.supervisor_name!r} for site {self.site.id!r}, "
+            f"broker {self.mqtt.host}:{self.mqtt.port} ({secure})"
+        )

@@ -56,6 +56,9 @@ def _check_entity_id(value: str) -> str:
 ConfigPath = Annotated[Path, BeforeValidator(_to_path)]
 """A filesystem path written as a string in TOML; ``~`` is expanded."""
 EntityIdSetting = Annotated[str, AfterValidator(_check_entity_id)]
+ClientIdSetting = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+"""An MQTT client id: an id's characters, but never a topic level, so the words ``hub`` etc. are allowed (the hub's
+identity on a provisioned site is ``hub``)."""
 TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -90,6 +93,49 @@ class TlsSettings(Section):
             raise ValueError("cert_file and key_file go together: set both for a client certificate, or neither")
         return self
 
+    def problems(self) -> list[str]:
+        """With TLS on, what is wrong with its files: unreadable, a CA that does not load, a certificate and key apart.
+
+        Checked by check-config and before the TUI starts, not when a config is parsed (a config may be written
+        before its certificates arrive).
+        """
+        import ssl
+
+        if not self.enabled:
+            return []
+        found: list[str] = []
+        for key in ("ca_file", "cert_file", "key_file"):
+            path: Path | None = getattr(self, key)
+            if path is not None and not os.access(path, os.R_OK):
+                why = "no such file" if not path.exists() else "cannot read"
+                found.append(f"mqtt.tls.{key}: {why} {path}; fix the path, or the file's owner and mode")
+        if found:
+            return found
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self.ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.ca_file))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                found.append(f"mqtt.tls.ca_file: {self.ca_file} holds no usable CA certificate ({exc})")
+        if self.cert_file is not None and self.key_file is not None:
+            try:
+                context.load_cert_chain(str(self.cert_file), str(self.key_file))
+            except (ssl.SSLError, OSError) as exc:
+                found.append(
+                    f"mqtt.tls.cert_file and key_file: {self.cert_file} and {self.key_file} are not a certificate "
+                    f"and its private key ({exc})"
+                )
+        return found
+
+    def warnings(self) -> list[str]:
+        """A client key that others may read."""
+        if self.enabled and self.key_file is not None and (mode := _open_to_others(self.key_file)):
+            return [
+                f"mqtt.tls.key_file: {self.key_file} is readable by group or others ({mode}); "
+                f"run: chmod 600 {self.key_file}"
+            ]
+        return []
+
 
 def _open_to_others(path: Path) -> str | None:
     """``mode 0644`` when group or others may read or write ``path``; None when only its owner may (or unknown)."""
@@ -122,7 +168,7 @@ class MqttSettings(Section):
     host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     port: Port = 1883
     keepalive_s: Annotated[int, Field(ge=2, le=3600)] = 30
-    client_id: EntityIdSetting | None = None
+    client_id: ClientIdSetting | None = None
     username: str | None = None
     password: str | None = None
     password_file: Annotated[ConfigPath | None, AfterValidator(_readable_password_file)] = None
@@ -163,12 +209,13 @@ class MqttSettings(Section):
 
     def warnings(self) -> list[str]:
         """What works but should not stay so: a password file others may read."""
+        found = self.tls.warnings()
         if self.password_file is not None and (mode := _open_to_others(self.password_file)):
-            return [
+            found.append(
                 f"mqtt.password_file: {self.password_file} is readable by group or others ({mode}); "
                 f"run: chmod 600 {self.password_file}"
-            ]
-        return []
+            )
+        return found
 
 
 # --- locating keys in the TOML text ----------------------------------------------------------------------------
@@ -419,6 +466,12 @@ def load_config(
         # File order first (as a person reads the file), then what came from the environment or has no line.
         problems.sort(key=lambda p: (p.line is None, p.line or 0))
         raise ConfigError(problems) from None
+
+
+def config_problems(config: BaseModel) -> list[str]:
+    """Problems a parsed config still has with the files it names (today: the TLS CA, certificate and key)."""
+    mqtt = getattr(config, "mqtt", None)
+    return mqtt.tls.problems() if isinstance(mqtt, MqttSettings) else []
 
 
 def config_warnings(config: BaseModel) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from typing import Any
 
@@ -22,20 +23,35 @@ class HubRequestFailed(RuntimeError):
 
     def __init__(self, code: str, message: str) -> None:
         self.code = code
+        self.message = message
         super().__init__(f"{code}: {message}")
 
 
-class HubClient:
-    """Connects once, then :meth:`call` sends a request and waits for its reply."""
+def new_session() -> str:
+    """A fresh session token: unique per run, usable as a topic level and after the ``:`` of a client id."""
+    return secrets.token_hex(8)
 
-    def __init__(self, settings: MqttSettings, topics: wire.Topics, client: str) -> None:
+
+class HubClient:
+    """Connects once, then :meth:`call` sends a request and waits for its reply.
+
+    It asks as supervisor ``name`` (on a provisioned site: the broker user name, the CN of the client certificate)
+    on ``supervisor/<name>/request`` and hears back on its own ``supervisor/<name>/reply/<session>``. Its client id
+    is ``<name>:<session>``, unique per session, so two sessions of one supervisor never knock each other off.
+    """
+
+    def __init__(self, settings: MqttSettings, topics: wire.Topics, name: str, session: str | None = None) -> None:
         self.topics = topics
-        self.client = client
-        self.reply_topic = topics.hub_reply(client)
+        self.name = wire.check_id(name, "supervisor name")
+        self.session = wire.check_id(session or new_session(), "session")
+        self.client = name
+        self.request_topic = topics.supervisor_request(name)
+        self.reply_topic = topics.supervisor_reply(name, self.session)
+        self.client_id = f"{name}:{self.session}"
         self._replies: dict[str, wire.Reply] = {}
         self._waiting: set[str] = set()  # a reply that arrives after its caller gave up is dropped, not kept
         self._cond = threading.Condition()
-        self.link = MqttLink(settings, client_id=f"{client}-api", on_message=self._on_message, clean_session=True)
+        self.link = MqttLink(settings, client_id=self.client_id, on_message=self._on_message, clean_session=True)
         self.link.subscribe(self.reply_topic, qos=1)
 
     def __enter__(self) -> HubClient:
@@ -82,7 +98,7 @@ class HubClient:
         )
         with self._cond:
             self._waiting.add(request.request_id)
-        self.link.publish(self.topics.hub_request(), request, qos=1)
+        self.link.publish(self.request_topic, request, qos=1)
         with self._cond:
             answered = self._cond.wait_for(lambda: request.request_id in self._replies, timeout)
             self._waiting.discard(request.request_id)

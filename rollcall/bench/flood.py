@@ -239,7 +239,11 @@ def bench_flood(junk: int = 100_000, flood_rate: float = 10_000.0, rate: float =
         try:
             settings = MqttSettings(host=broker.host, port=broker.port, keepalive_s=30)
             hub_settings = HubSettings(
-                id="hub-flood", database=folder / "hub.db", data_dir=folder / "hub", key_file=folder / "hub.key"
+                id="hub-flood",
+                database=folder / "hub.db",
+                data_dir=folder / "hub",
+                key_file=folder / "hub.key",
+                accept_unknown_devices=True,  # the flood's doors register as they speak
             )
             config = HubConfig(mqtt=settings.model_copy(update={"client_id": "hub-flood"}), hub=hub_settings)
             store = HubStore.from_settings(hub_settings)

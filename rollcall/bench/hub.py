@@ -54,7 +54,11 @@ def _events(device: str, count: int) -> list[tuple[str, bytes]]:
 
 def _hub(settings: MqttSettings, folder: Path, name: str, max_batch: int) -> HubService:
     hub_settings = HubSettings(
-        id=f"hub-{name}", database=folder / f"{name}.db", data_dir=folder / name, key_file=folder / f"{name}.key"
+        id=f"hub-{name}",
+        database=folder / f"{name}.db",
+        data_dir=folder / name,
+        key_file=folder / f"{name}.key",
+        accept_unknown_devices=True,  # the bench's doors register as they speak
     )
     config = HubConfig(
         mqtt=settings.model_copy(update={"client_id": f"hub-{name}"}),

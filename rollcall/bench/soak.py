@@ -206,7 +206,8 @@ class _System:
         path.write_text(
             f'[site]\nid = "{SITE}"\ntimezone = "UTC"\n\n[mqtt]\nport = {port}\n\n[hub]\n'
             f'database = "{hub / "rollcall.db"}"\ndata_dir = "{hub}"\nkey_file = "{hub / "hub.key"}"\n'
-            f'models_dir = "{self.model_dir}"\n\n[attendance]\nsettle_out_after_min = 1\npresence_timeout_h = 0.05\n'
+            f'models_dir = "{self.model_dir}"\naccept_unknown_devices = true\nimport_dir = "{self.faces.resolve()}"\n'
+            f"\n[attendance]\nsettle_out_after_min = 1\npresence_timeout_h = 0.05\n"
         )
         return path
 

@@ -134,7 +134,7 @@ def bench_tui(people: int = 40, cpu_seconds: float = 30.0) -> dict[str, float]:
             hub.start()
             topics = wire.Topics(SITE)
             live = LiveState(settings, topics, "bench-tui-live")
-            client = HubClient(settings, topics, client="bench-tui")
+            client = HubClient(settings, topics, "bench-tui")
             live.start()
             client.start()
             app = RollcallApp(live, client, site=SITE)

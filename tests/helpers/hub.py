@@ -43,11 +43,26 @@ class Enrolment(Protocol):
         """Embedding, quality and problem of a device's enrolment crop."""
 
 
-def hub_config(folder: Path, broker: TestBroker, model_dir: Path, *, site: str = "hq", extra: str = "") -> Path:
+def hub_config(
+    folder: Path,
+    broker: TestBroker,
+    model_dir: Path,
+    *,
+    site: str = "hq",
+    extra: str = "",
+    accept_unknown_devices: bool = True,
+    import_dir: Path | None = None,
+) -> Path:
     """Write ``folder/hub.toml``: a hub of ``site`` on the test broker, its database and key under ``folder``.
 
-    ``extra`` is appended verbatim (TOML tables such as ``[schedule]`` or ``[[cameras]]``).
+    ``extra`` is appended verbatim (TOML tables such as ``[schedule]``, ``[[cameras]]`` or ``[supervisors.x]``).
+    Tests accept unknown devices unless they say otherwise (a provisioned site does not); ``import_dir`` is where
+    ``people.enrol_photos`` may read (unset: enrolment from photos is refused).
     """
+    hub_extra = f"accept_unknown_devices = {'true' if accept_unknown_devices else 'false'}\n"
+    if import_dir is not None:
+        hub_extra += f'import_dir = "{import_dir}"\n'
+
     path = folder / "hub.toml"
     path.write_text(
         f"""
@@ -67,7 +82,7 @@ database = "{folder / "hub-data" / "rollcall.db"}"
 data_dir = "{folder / "hub-data"}"
 key_file = "{folder / "hub-data" / "hub.key"}"
 models_dir = "{model_dir}"
-
+{hub_extra}
 [attendance]
 settle_out_after_min = 1
 """
@@ -128,11 +143,21 @@ class HubStarter:
         clock: Callable[[], datetime] = wire.now_utc,
         engine: FaceEngine | None = None,
         enrolment: Enrolment | None = None,
+        accept_unknown_devices: bool = True,
+        import_dir: Path | None = None,
     ) -> HubService:
         """Write a hub config (see :func:`hub_config`) under ``folder`` (the test's tmp_path) and start that hub."""
         target = folder if folder is not None else self.folder
         target.mkdir(parents=True, exist_ok=True)
-        path = hub_config(target, self.broker, self.model_dir, site=site, extra=extra_config)
+        path = hub_config(
+            target,
+            self.broker,
+            self.model_dir,
+            site=site,
+            extra=extra_config,
+            accept_unknown_devices=accept_unknown_devices,
+            import_dir=import_dir,
+        )
         return self._running.enter_context(running_hub(path, clock=clock, engine=engine, enrolment=enrolment))
 
     def close(self) -> None:

@@ -48,11 +48,11 @@ def engine(model_dir: Path) -> FaceEngine:
 
 
 @pytest.fixture
-def hub(start_hub: HubStarter, engine: FaceEngine) -> HubService:
-    """A running hub service in this process."""
+def hub(start_hub: HubStarter, engine: FaceEngine, faces_dir: Path) -> HubService:
+    """A running hub service in this process; it enrols photos from the test faces folder."""
     from hub.enrol import Enroller
 
-    return start_hub(engine=engine, enrolment=Enroller(engine, engine.embedder.model_id))
+    return start_hub(engine=engine, enrolment=Enroller(engine, engine.embedder.model_id), import_dir=faces_dir)
 
 
 def test_a_door_clip_becomes_attendance_that_matches_its_ground_truth(

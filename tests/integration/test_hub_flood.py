@@ -156,7 +156,7 @@ def test_doors_are_acked_while_a_photo_enrolment_runs(
     broker: TestBroker, start_hub: HubStarter, engine: FaceEngine, faces_dir: Path, tmp_path: Path
 ) -> None:
     enroller = SlowEnroller(Enroller(engine, engine.embedder.model_id))
-    hub: HubService = start_hub(engine=engine, enrolment=enroller)
+    hub: HubService = start_hub(engine=engine, enrolment=enroller, import_dir=faces_dir)
     with hub.store_lock:
         person = hub.store.add_person("Barack Obama", wire.now_utc())
     replies: list[object] = []

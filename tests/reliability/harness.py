@@ -143,6 +143,7 @@ database = "{self.database}"
 data_dir = "{self.hub_dir}"
 key_file = "{self.hub_dir / "hub.key"}"
 models_dir = "{no_models}"
+accept_unknown_devices = true
 """
         )
         return path

@@ -11,6 +11,7 @@ import pytest
 from edge.protocol import wire
 from rollcall.cli import main
 from tests.conftest import REPO_ROOT
+from tests.helpers.certs import SiteCa
 from tests.unit.test_config import example_secrets
 
 EXAMPLES = REPO_ROOT / "docs" / "examples"
@@ -20,9 +21,12 @@ EXAMPLES = REPO_ROOT / "docs" / "examples"
 def test_check_config_accepts_the_examples(
     role: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if "password_file" in (EXAMPLES / f"{role}.toml").read_text():
+    text = (EXAMPLES / f"{role}.toml").read_text()
+    if "password_file" in text:
         for name, value in example_secrets(tmp_path).items():  # the files the example names, here rather than /etc
             monkeypatch.setenv(name, value)
+    if "ca_file" in text:  # check-config loads the CA the example names: a real one here
+        monkeypatch.setenv(f"ROLLCALL_{role.upper()}__MQTT__TLS__CA_FILE", str(SiteCa(tmp_path / "ca").ca_file))
     assert main([role, "check-config", str(EXAMPLES / f"{role}.toml")]) == 0
     assert "OK" in capsys.readouterr().out
 
@@ -62,3 +66,29 @@ def test_the_console_command_runs() -> None:
 def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "usage: rollcall" in capsys.readouterr().out
+
+
+def test_check_config_loads_the_tls_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ca = SiteCa(tmp_path / "ca")
+    cert, key = ca.issue("alice")
+    _, other_key = ca.issue("bob")
+    config = tmp_path / "tui.toml"
+
+    def check(ca_file: Path, cert_file: Path, key_file: Path) -> tuple[int, str]:
+        config.write_text(
+            f'[mqtt]\nusername = "alice"\n[mqtt.tls]\nenabled = true\nca_file = "{ca_file}"\n'
+            f'cert_file = "{cert_file}"\nkey_file = "{key_file}"\n'
+        )
+        code = main(["tui", "check-config", str(config)])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    code, out = check(ca.ca_file, cert, key)
+    assert code == 0 and "supervisor 'alice'" in out and f"client certificate {cert}" in out
+    code, out = check(tmp_path / "missing.crt", cert, key)
+    assert code == 2 and f"mqtt.tls.ca_file: no such file {tmp_path / 'missing.crt'}" in out
+    code, out = check(ca.ca_file, cert, other_key)
+    assert code == 2 and "are not a certificate and its private key" in out
+    key.chmod(0o644)
+    code, out = check(ca.ca_file, cert, key)
+    assert code == 0 and f"mqtt.tls.key_file: {key} is readable by group or others" in out

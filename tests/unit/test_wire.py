@@ -219,18 +219,18 @@ CASES: dict[str, tuple[str, wire.Payload]] = {
         ),
     ),
     "request": (
-        T.hub_request(),
+        T.supervisor_request("alice"),
         wire.Request(
             request_id=REQ,
             client="tui-1",
             sent_at=_t(9, 30),
             method="attendance.day",
             params={"date": "2026-11-21", "person_id": "p-0042"},
-            reply_to=T.hub_reply("tui-1"),
+            reply_to=T.supervisor_reply("alice", "s1"),
         ),
     ),
     "reply": (
-        T.hub_reply("tui-1"),
+        T.supervisor_reply("alice", "s1"),
         wire.Reply(
             request_id=REQ,
             ok=False,
@@ -294,7 +294,7 @@ VARIANTS: dict[str, tuple[str, wire.Payload]] = {
         ),
     ),
     "reply_ok": (
-        T.hub_reply("tui-1"),
+        T.supervisor_reply("alice", "s1"),
         wire.Reply(request_id=REQ, ok=True, result={"rows": [1, 2.5, "x", None, True], "photo": "_9j_4A=="}),
     ),
 }
@@ -368,6 +368,7 @@ def test_doc_has_an_example_for_every_leaf() -> None:
         {("device", leaf) for leaf in wire.DEVICE_LEAVES}
         | {("agent", leaf) for leaf in wire.AGENT_LEAVES}
         | {("hub", leaf) for leaf in wire.HUB_LEAVES}
+        | {("supervisor", leaf) for leaf in wire.SUPERVISOR_LEAVES}
     )
     assert sorted(wanted - covered) == []
 
@@ -674,8 +675,8 @@ BUILDERS: list[tuple[str, Callable[[wire.Topics], str], str, str | None, str, ty
     ("hub_status", lambda t: t.hub_status(), "hub", None, "status", wire.Status),
     ("hub_presence", lambda t: t.hub_presence(), "hub", None, "presence", wire.Presence),
     ("hub_alert", lambda t: t.hub_alert(), "hub", None, "alert", wire.Alert),
-    ("hub_request", lambda t: t.hub_request(), "hub", None, "request", wire.Request),
-    ("hub_reply", lambda t: t.hub_reply("tui-1"), "hub", None, "reply", wire.Reply),
+    ("supervisor_request", lambda t: t.supervisor_request("alice"), "supervisor", "alice", "request", wire.Request),
+    ("supervisor_reply", lambda t: t.supervisor_reply("alice", "s1"), "supervisor", "alice", "reply", wire.Reply),
 ]
 
 
@@ -685,6 +686,7 @@ def test_builders_cover_every_leaf() -> None:
         {("device", leaf) for leaf in wire.DEVICE_LEAVES}
         | {("agent", leaf) for leaf in wire.AGENT_LEAVES}
         | {("hub", leaf) for leaf in wire.HUB_LEAVES}
+        | {("supervisor", leaf) for leaf in wire.SUPERVISOR_LEAVES}
     )
 
 
@@ -710,7 +712,7 @@ def test_built_topic_parses_back(
     assert (ref.prefix, ref.site, ref.role, ref.entity, ref.leaf) == (prefix, site, role, entity, leaf)
     assert ref.schema is schema
     assert ref.index == (7 if leaf == "gallery/chunk" else None)
-    assert ref.reply_client == ("tui-1" if leaf == "reply" else None)
+    assert ref.session == ("s1" if leaf == "reply" else None)
 
 
 def test_topic_layout_is_literal() -> None:
@@ -718,7 +720,9 @@ def test_topic_layout_is_literal() -> None:
     assert T.device_event("door-1") == "rollcall/hq/device/door-1/event"
     assert T.device_gallery_chunk("door-1", 0) == "rollcall/hq/device/door-1/gallery/chunk/0"
     assert T.agent_thumbnail("lab-pc-07") == "rollcall/hq/agent/lab-pc-07/thumbnail"
-    assert T.hub_reply("tui-1") == "rollcall/hq/hub/reply/tui-1"
+    assert T.supervisor_request("alice") == "rollcall/hq/supervisor/alice/request"
+    assert T.supervisor_reply("alice", "s1") == "rollcall/hq/supervisor/alice/reply/s1"
+    assert T.all_supervisor_requests() == "rollcall/hq/supervisor/+/request"
     assert T.all_devices("event") == "rollcall/hq/device/+/event"
     assert T.all_agents("status") == "rollcall/hq/agent/+/status"
 
@@ -740,7 +744,9 @@ ID_BUILDERS: list[tuple[str, Callable[[str], str]]] = [
     ("agent_activity", T.agent_activity),
     ("agent_ack", T.agent_ack),
     ("agent_command", T.agent_command),
-    ("hub_reply", T.hub_reply),
+    ("supervisor_request", T.supervisor_request),
+    ("supervisor_reply", lambda i: T.supervisor_reply(i, "s1")),
+    ("supervisor_reply_session", lambda i: T.supervisor_reply("alice", i)),
 ]
 
 
@@ -755,7 +761,7 @@ def test_builders_refuse_invalid_ids(build: Callable[[str], str], bad: str) -> N
 def test_builders_accept_64_character_ids(build: Callable[[str], str]) -> None:
     longest = "d" * 64
     ref = wire.parse_topic(build(longest))
-    assert longest in (ref.entity, ref.reply_client)
+    assert longest in (ref.entity, ref.session)
 
 
 @pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
@@ -785,8 +791,13 @@ def test_chunk_index_must_not_be_negative() -> None:
         "rollcall/hq/device/door-1/gallery/chunk/x",
         "rollcall/hq/device/door-1/event/3",  # an index where none belongs
         "rollcall/hq/device/door-1/Event",
-        "rollcall/hq/hub/reply",  # reply without its client
-        "rollcall/hq/hub/status/tui-1",  # a client where none belongs
+        "rollcall/hq/hub/reply/tui-1",  # the old reply topic is gone
+        "rollcall/hq/hub/request",  # and so is the old request topic
+        "rollcall/hq/supervisor/alice/reply",  # reply without its session
+        "rollcall/hq/supervisor/alice/request/s1",  # a session where none belongs
+        "rollcall/hq/supervisor/alice:s1/request",  # a client id is not a supervisor name
+        "rollcall/hq/supervisor/alice/status",
+        "rollcall/hq/hub/status/tui-1",  # a suffix where none belongs
         "rollcall/hq/hub/bogus",
         "rollcall/hq/device/+/event",  # a subscription filter is not a topic
         "rollcall/hq/device/#",
@@ -966,9 +977,22 @@ def test_reserved_words_cannot_name_a_topic_level(word: str) -> None:
 
 def test_a_topic_parses_one_way_only() -> None:
     # Before ids were reserved, a device called "hub" read as the hub of a site called "device".
-    ref = wire.parse_topic("acme/rollcall/hq/hub/reply/tui-1")
-    assert (ref.prefix, ref.site, ref.role, ref.reply_client) == ("acme/rollcall", "hq", "hub", "tui-1")
-    for bad in ("+/+/hub/reply/#", "rollcall/hq/hub/reply/+", "rollcall/h q/hub/status", "a//b/hq/hub/status"):
+    ref = wire.parse_topic("acme/rollcall/hq/supervisor/alice/reply/s1")
+    assert (ref.prefix, ref.site, ref.role, ref.entity, ref.session) == (
+        "acme/rollcall",
+        "hq",
+        "supervisor",
+        "alice",
+        "s1",
+    )
+    bad_topics = (
+        "+/+/supervisor/+/reply/#",
+        "rollcall/hq/supervisor/alice/reply/+",
+        "rollcall/hq/supervisor/hub/request",
+        "rollcall/h q/hub/status",
+        "a//b/hq/hub/status",
+    )
+    for bad in bad_topics:
         with pytest.raises(wire.WireError):
             wire.parse_topic(bad)
 
@@ -990,14 +1014,14 @@ def test_non_finite_numbers_are_refused_when_building(value: float) -> None:
 
 
 def test_size_cap_counts_bytes_not_characters() -> None:
-    topic = T.hub_request()
+    topic = T.supervisor_request("tui-1")
     request = wire.Request(
         request_id=REQ,
         client="tui-1",
         sent_at=_t(9, 0),
         method="people.search",
         params={"q": "\u00e9" * 40_000},  # 40,000 characters, 80,000 bytes in UTF-8
-        reply_to=T.hub_reply("tui-1"),
+        reply_to=T.supervisor_reply("tui-1", "s1"),
     )
     text = wire.encode(request).decode()
     assert len(text) < wire.MAX_PAYLOAD_BYTES < len(text.encode())

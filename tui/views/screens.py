@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.events import Resize
 from textual.widgets import Label
-from ulid import ULID
 
-from edge.protocol import wire
 from tui.protocol import Console
 from tui.views.base import View
 from tui.widgets.cards import WorkstationCard
@@ -123,15 +121,11 @@ class ScreensView(View):
         self.console.show_image(card.agent, card.picture, caption)
 
     def _command(self, agent: str, action: Literal["message", "lock"], text: str | None = None) -> None:
-        command = wire.AgentCommand(
-            command_id=str(ULID()), at=self.console.clock(), action=action, text=text, issued_by=self.console.issued_by
-        )
-        try:
-            self.console.live.send_agent_command(agent, command)
-        except Exception as exc:
-            self.console.notify(f"Could not send: {exc}", severity="error")
-            return
-        self.console.notify(f"Sent {action} to {agent}.")
+        # Through the hub: the broker lets only the hub write agents' command topics, and the hub checks the role.
+        params: dict[str, Any] = {"agent": agent, "action": action}
+        if text is not None:
+            params["text"] = text
+        self.console.request("agents.command", params, then=lambda _: self.console.notify(f"Sent {action} to {agent}."))
 
     def action_message(self) -> None:
         card = self._agent_or_hint()

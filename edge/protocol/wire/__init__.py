@@ -3,10 +3,11 @@
 This module is imported by door devices, the hub and the TUI alike, so it must stay light: it imports the
 standard library and pydantic only (never numpy, cv2, onnxruntime or textual; a test enforces that).
 
-Topics are ``<prefix>/<site>/<role>/<id>/<leaf>`` for devices and agents and ``<prefix>/<site>/hub/<leaf>`` for the
-hub. Every payload is a JSON object with a version field ``v``. Decoding is strict: an unknown field, a wrong type,
-a missing field, an unknown version, a payload that speaks for another device than its topic, or an oversized
-payload raises :class:`WireError`, whose message names the topic and the field.
+Topics are ``<prefix>/<site>/<role>/<id>/<leaf>`` for devices and agents, ``<prefix>/<site>/hub/<leaf>`` for the
+hub, and ``<prefix>/<site>/supervisor/<name>/request`` and ``.../reply/<session>`` for supervisors' requests. Every
+payload is a JSON object with a version field ``v``. Decoding is strict: an unknown field, a wrong type, a missing
+field, an unknown version, a payload that speaks for another device than its topic, or an oversized payload raises
+:class:`WireError`, whose message names the topic and the field.
 
 Its parts: :mod:`.payloads` (schemas, ids, limits), :mod:`.topics` (topic parser and builders) and
 :mod:`.codec` (encode, strict decode). Import the package (``from edge.protocol import wire``) and use ``wire.X``.
@@ -69,6 +70,7 @@ from edge.protocol.wire.topics import (
     AGENT_LEAVES,
     DEVICE_LEAVES,
     HUB_LEAVES,
+    SUPERVISOR_LEAVES,
     TopicRef,
     Topics,
     parse_topic,
@@ -86,6 +88,7 @@ __all__ = [
     "PAYLOAD_TYPES",
     "PREFIX_RE",
     "RESERVED_IDS",
+    "SUPERVISOR_LEAVES",
     "SUPPORTED_VERSIONS",
     "WIRE_VERSION",
     "Ack",

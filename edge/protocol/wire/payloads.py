@@ -33,7 +33,7 @@ MAX_ACK_IDS = 1000
 """Most event ids one ack may name; the hub splits larger commits into several acks."""
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-RESERVED_IDS = frozenset({"hub", "device", "agent"})
+RESERVED_IDS = frozenset({"hub", "device", "agent", "supervisor"})
 """Topic-level words that no site, device, agent or client may be named, so every topic parses one way only."""
 PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 """A topic prefix: one or more levels of letters, digits, '_' and '-'."""

@@ -54,34 +54,42 @@ HUB_LEAVES: dict[str, type[PayloadBase]] = {
     "status": Status,
     "presence": Presence,
     "alert": Alert,
+}
+SUPERVISOR_LEAVES: dict[str, type[PayloadBase]] = {
     "request": Request,
     "reply": Reply,
 }
+"""A supervisor ``<name>`` asks on ``supervisor/<name>/request`` (only that name may write there: the broker's ACL)
+and hears back on ``supervisor/<name>/reply/<session>`` (only that name may read there)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TopicRef:
-    """A parsed rollcall topic: which site, which role and entity, which leaf (and chunk index or reply client)."""
+    """A parsed rollcall topic: which site, which role and entity, which leaf (and chunk index or reply session).
+
+    For supervisor topics ``entity`` is the supervisor's name and ``session`` the reply topic's session.
+    """
 
     prefix: str
     site: str
-    role: Literal["device", "agent", "hub"]
+    role: Literal["device", "agent", "hub", "supervisor"]
     entity: str | None
     leaf: str
     index: int | None = None
-    reply_client: str | None = None
+    session: str | None = None
 
     @property
     def schema(self) -> type[PayloadBase]:
         """The payload schema that this topic carries."""
-        table = {"device": DEVICE_LEAVES, "agent": AGENT_LEAVES, "hub": HUB_LEAVES}[self.role]
-        return table[self.leaf]
+        table = {"device": DEVICE_LEAVES, "agent": AGENT_LEAVES, "hub": HUB_LEAVES, "supervisor": SUPERVISOR_LEAVES}
+        return table[self.role][self.leaf]
 
 
 _TOPIC_RE = re.compile(
     r"^(?P<prefix>.+)/(?P<site>[^/]+)/(?:"
     r"(?P<role>device|agent)/(?P<entity>[^/]+)/(?P<leaf>gallery/chunk|[a-z]+)(?:/(?P<index>[0-9]{1,6}))?"
-    r"|hub/(?P<hubleaf>[a-z]+)(?:/(?P<client>[^/]+))?"
+    r"|hub/(?P<hubleaf>[a-z]+)"
+    r"|supervisor/(?P<name>[^/]+)/(?P<supleaf>[a-z]+)(?:/(?P<session>[^/]+))?"
     r")$"
 )
 
@@ -114,14 +122,24 @@ def parse_topic(topic: str) -> TopicRef:
         _check_topic_id(topic, match["entity"], f"{role} id")
         index = int(match["index"]) if match["index"] is not None else None
         return TopicRef(prefix, site, role, match["entity"], leaf, index=index)
+    if match["supleaf"]:
+        leaf = match["supleaf"]
+        if leaf not in SUPERVISOR_LEAVES:
+            raise WireError(
+                topic, "<topic>", f"unknown supervisor topic '{leaf}'; known: {', '.join(SUPERVISOR_LEAVES)}"
+            )
+        if (leaf == "reply") != (match["session"] is not None):
+            raise WireError(
+                topic, "<topic>", "reply topics are supervisor/<name>/reply/<session>; requests have no suffix"
+            )
+        _check_topic_id(topic, match["name"], "supervisor name")
+        if match["session"] is not None:
+            _check_topic_id(topic, match["session"], "session")
+        return TopicRef(prefix, site, "supervisor", match["name"], leaf, session=match["session"])
     hubleaf = match["hubleaf"]
     if hubleaf not in HUB_LEAVES:
         raise WireError(topic, "<topic>", f"unknown hub topic '{hubleaf}'; known: {', '.join(HUB_LEAVES)}")
-    if (hubleaf == "reply") != (match["client"] is not None):
-        raise WireError(topic, "<topic>", "reply topics are hub/reply/<client>; no other hub topic has a suffix")
-    if match["client"] is not None:
-        _check_topic_id(topic, match["client"], "client id")
-    return TopicRef(prefix, site, "hub", None, hubleaf, reply_client=match["client"])
+    return TopicRef(prefix, site, "hub", None, hubleaf)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,13 +242,17 @@ class Topics:
         """Alert state changes."""
         return f"{self.base}/hub/alert"
 
-    def hub_request(self) -> str:
-        """Requests to the hub."""
-        return f"{self.base}/hub/request"
+    def supervisor_request(self, name: str) -> str:
+        """Requests of supervisor ``name`` to the hub (the broker lets only ``name`` write here)."""
+        return f"{self.base}/supervisor/{check_id(name, 'supervisor name')}/request"
 
-    def hub_reply(self, client: str) -> str:
-        """Replies for one requesting client."""
-        return f"{self.base}/hub/reply/{check_id(client, 'client id')}"
+    def supervisor_reply(self, name: str, session: str) -> str:
+        """The hub's replies to one session of supervisor ``name`` (the broker lets only ``name`` read here)."""
+        return f"{self.base}/supervisor/{check_id(name, 'supervisor name')}/reply/{check_id(session, 'session')}"
+
+    def all_supervisor_requests(self) -> str:
+        """Subscription filter for the requests of every supervisor (the hub's)."""
+        return f"{self.base}/supervisor/+/request"
 
     def all_devices(self, leaf: str) -> str:
         """Subscription filter for one leaf of every device, e.g. ``all_devices('event')``."""
