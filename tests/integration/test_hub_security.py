@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import JsonValue
 from ulid import ULID
 
 from edge.protocol import wire
@@ -195,7 +196,7 @@ def test_enrolment_reads_only_from_the_import_folder(broker: TestBroker, start_h
     with HubClient(settings_for(broker), SITE, "otto") as otto:
         person = otto.call("people.add", {"name": "Alice"})["person_id"]
 
-        def refused(paths: list[str]) -> str:
+        def refused(paths: list[JsonValue]) -> str:
             with pytest.raises(HubRequestFailed) as caught:
                 otto.call("people.enrol_photos", {"person_id": person, "paths": paths}, timeout=20)
             assert caught.value.code == "forbidden"
