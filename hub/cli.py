@@ -26,7 +26,7 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_hub_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``rollcall hub run`` and ``rollcall hub rotate-key``."""
+    """``rollcall hub run``, ``rollcall hub rotate-key`` and ``rollcall hub backup``."""
     run = commands.add_parser("run", help="run the hub: ingest, presence, attendance, galleries, request API")
     _config_argument(run)
     run.set_defaults(handler=run_hub)
@@ -38,6 +38,15 @@ def add_hub_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--retire-old-keys", action="store_true", help="drop the old keys once everything is re-encrypted"
     )
     rotate.set_defaults(handler=rotate_key)
+    backup = commands.add_parser(
+        "backup",
+        help="copy the hub's database to DEST with SQLite's online backup (the hub may keep running), checked",
+    )
+    backup.add_argument("dest", type=Path, metavar="DEST", help="the backup file to write (not an existing one)")
+    backup.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    backup.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _config_argument(backup)
+    backup.set_defaults(handler=backup_hub)
 
 
 def add_people_commands(roles: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -167,6 +176,31 @@ def rotate_key(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot open the hub's data at {config.hub.database}: {exc.strerror or exc}")
     print(f"re-encrypted {rows} templates and {files} files with the new key in {config.hub.key_file}")
+    return 0
+
+
+def backup_hub(args: argparse.Namespace) -> int:
+    """``rollcall hub backup DEST``."""
+    from hub.backup import BackupError, backup_database
+
+    config = _load(args.config)
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if not args.quiet and percent != shown[0]:
+            shown[0] = percent
+            print(f"\rbackup: {done} of {total} pages ({percent}%)", end="", file=sys.stderr, flush=True)
+
+    try:
+        report = backup_database(Path(config.hub.database), args.dest, force=args.force, progress=progress)
+    except BackupError as exc:
+        if shown[0] >= 0:
+            print(file=sys.stderr)
+        return _fail(str(exc), 1)
+    if shown[0] >= 0:
+        print(file=sys.stderr)
+    print(f"backed up {config.hub.database} to {report.path}: {report.bytes} bytes, quick_check ok")
     return 0
 
 
