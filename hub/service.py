@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from edge.protocol import wire
 from edge.protocol.mqtt import MqttLink, Received
+from edge.runtime.systemd import SystemdNotifier
 from hub.alerts.runtime import Alerting
 from hub.api import RequestHandler
 from hub.batches import drain_batches
@@ -51,8 +52,12 @@ class HubService:
         assess_photos: AssessPhotos | None = None,
         enrol_capture: EmbedCapture | None = None,
         max_batch: int = MAX_BATCH,
+        notifier: SystemdNotifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier or SystemdNotifier()
+        """READY=1 once started, WATCHDOG=1 from the writer thread (a wedged writer gets the hub restarted by
+        systemd's WatchdogSec), STOPPING=1 on the way out; a no-op outside systemd."""
         self.max_batch = max_batch
         self.store = store
         self.model_id = model_id
@@ -138,9 +143,11 @@ class HubService:
         self._threads = [threading.Thread(target=self._writer_loop, name="writer", daemon=True)]
         for thread in self._threads:
             thread.start()
+        self.notifier.ready(f"hub {self.config.hub.id} for site {self.config.site.id}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, say ``stopped``, close nothing the caller owns."""
+        self.notifier.stopping()
         self.stop_event.set()
         for thread in self._threads:
             thread.join(timeout)
@@ -184,6 +191,11 @@ class HubService:
         self.ingest.handle_batch(batch)
 
     def _maintenance(self) -> None:
+        self.notifier.watchdog()  # from the writer thread: it proves the store's one user still turns
+        if self.notifier.enabled:
+            counters = self.counters
+            connected = "connected" if self.link.connected else "broker unreachable"
+            self.notifier.status(f"{connected}; {counters.events_stored} events stored, {counters.dead_letters} dead")
         now = self.clock()
         try:
             self.ingest.record_drops(self.gate.take_drops(), now)

@@ -1,7 +1,9 @@
-"""``rollcall hub backup``: a consistent, checked copy of a database the hub keeps writing, and a restore from it."""
+"""The hub as a service: ``rollcall hub backup`` (a consistent copy while it writes, and a restore) and sd_notify."""
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -12,8 +14,9 @@ from edge.protocol import wire
 from hub.config import HubSettings
 from hub.store import HubStore
 from rollcall.cli import main
+from tests.helpers.brokers import TestBroker
 from tests.helpers.factories import make_event
-from tests.helpers.hub import HubStarter, feed
+from tests.helpers.hub import HubStarter, feed, hub_config, running_hub
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +101,21 @@ def test_backup_refuses_what_it_cannot_do(
     assert "create it first" in capsys.readouterr().err
     assert main(["hub", "backup", str(tmp_path), "--config", config]) == 1
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_the_hub_tells_systemd_it_is_ready_alive_and_stopping(
+    broker: TestBroker, tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(address)
+        listener.settimeout(10)
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        monkeypatch.setenv("WATCHDOG_USEC", "60000000")
+        monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+        with running_hub(hub_config(tmp_path, broker, model_dir)):
+            received = [listener.recv(4096).decode() for _ in range(4)]
+        while "STOPPING=1" not in received:
+            received.append(listener.recv(4096).decode())
+    assert any(m.startswith("READY=1\nSTATUS=hub hub-1 for site hq") for m in received)
+    assert "WATCHDOG=1" in received, "the writer thread pings the watchdog"
