@@ -344,8 +344,8 @@ def test_screens_are_empty_with_a_hint_then_show_a_workstation_open_it_message_a
                 await until(pilot, lambda: len(commands.messages) == 2, what="two agent commands")
             sent = [wire.decode(m.topic, m.payload)[1] for m in commands.messages]
             assert [(c.action, c.text, c.issued_by) for c in sent if isinstance(c, wire.AgentCommand)] == [
-                ("message", "Please save your work", "tui:test"),
-                ("lock", None, "tui:test"),
+                ("message", "Please save your work", "tui-test"),
+                ("lock", None, "tui-test"),
             ]
 
     run(scenario)
