@@ -55,8 +55,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def hub(start_hub: HubStarter, tui_engine: FaceEngine, clock: Clock) -> HubService:
-    """A running hub in this process with an entrance (door-1) and an exit (door-2) camera."""
+def hub(start_hub: HubStarter, tui_engine: FaceEngine, clock: Clock, faces_dir: Path) -> HubService:
+    """A running hub in this process with an entrance (door-1) and an exit (door-2) camera, enrolling from faces_dir."""
     return start_hub(
         """
 [schedule]
@@ -73,6 +73,7 @@ role = "exit"
         clock=clock,
         engine=tui_engine,
         enrolment=Enroller(tui_engine, tui_engine.embedder.model_id),
+        import_dir=faces_dir,
     )
 
 
