@@ -229,6 +229,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "rollcall_broker_port": port,
         "rollcall_broker_bind_address": "127.0.0.1",
         "rollcall_broker_hub_identity": "hub",
+        "rollcall_broker_check_identity": "provisioner",
         "rollcall_broker_doors": DOORS,
         "rollcall_broker_agents": ["pc-1"],
         "rollcall_broker_supervisors": [*SUPERVISORS, "bob"],
