@@ -1,0 +1,129 @@
+"""The deployment harness itself: three targets boot, answer Ansible, run systemd units and install the wheelhouse."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.deploy import targets as deploy
+from tests.deploy.conftest import SITE_TARGETS, ansible_results, record_timing, run_ansible
+
+pytestmark = [pytest.mark.deploy, pytest.mark.timeout(2400)]
+
+
+def test_three_targets_answer_an_ansible_ping(
+    site_targets: deploy.TargetSet, ansible_bin: Path, tmp_path: Path
+) -> None:
+    inventory = site_targets.write_inventory(
+        tmp_path / "inventory.yml", groups={"hubs": ["hub"], "doors": ["door-1"], "workstations": ["pc-1"]}
+    )
+    run = run_ansible(
+        ansible_bin, "ansible", "-i", str(inventory), "all", "-m", "ansible.builtin.ping", json_output=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    pings = ansible_results(run)
+    assert {host: [result["ping"] for result in results] for host, results in pings.items()} == {
+        name: ["pong"] for name in SITE_TARGETS
+    }
+
+    # A group reaches only its own host, and each target is its own machine: hostname and machine id.
+    doors = run_ansible(
+        ansible_bin,
+        "ansible",
+        "-i",
+        str(inventory),
+        "doors",
+        "-m",
+        "ansible.builtin.command",
+        "-a",
+        "hostname",
+        json_output=True,
+    )
+    assert doors.returncode == 0, doors.stdout + doors.stderr
+    assert {host: [result["stdout"] for result in results] for host, results in ansible_results(doors).items()} == {
+        "door-1": ["door-1"]
+    }
+    identities = {name: site_targets[name].ssh("hostname; cat /etc/machine-id").stdout.split() for name in SITE_TARGETS}
+    assert {name: found[0] for name, found in identities.items()} == {name: name for name in SITE_TARGETS}
+    assert len({found[1] for found in identities.values()}) == len(SITE_TARGETS), identities
+    # Every target resolves every other target's name (all are the host's loopback; ports tell them apart).
+    assert site_targets["door-1"].ssh("getent hosts hub").stdout.split()[0] == "127.0.0.1"
+
+
+def test_a_hardened_notify_unit_starts_and_stops_in_a_target(site_targets: deploy.TargetSet) -> None:
+    door = site_targets["door-1"]
+    unit = textwrap.dedent(
+        """\
+        [Unit]
+        Description=deployment harness probe
+        [Service]
+        Type=notify
+        NotifyAccess=all
+        ExecStart=/bin/sh -c 'echo probe > /var/lib/probe/started; systemd-notify --ready; exec sleep infinity'
+        WatchdogSec=60
+        DynamicUser=true
+        StateDirectory=probe
+        NoNewPrivileges=true
+        ProtectSystem=strict
+        ProtectHome=true
+        PrivateTmp=true
+        PrivateDevices=true
+        ProtectKernelTunables=true
+        ProtectControlGroups=true
+        RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+        SystemCallFilter=@system-service
+        """
+    )
+    door.ssh(f"cat > /etc/systemd/system/rollcall-probe.service <<'EOF'\n{unit}EOF\nsystemctl daemon-reload")
+    door.ssh("systemctl start rollcall-probe.service", timeout=60)
+    assert door.ssh("systemctl is-active rollcall-probe.service").stdout.strip() == "active"
+    main_pid = int(door.ssh("systemctl show -p MainPID --value rollcall-probe.service").stdout)
+    assert main_pid > 0
+    assert door.ssh("cat /var/lib/probe/started").stdout.strip() == "probe"
+    door.ssh("systemctl stop rollcall-probe.service", timeout=60)
+    stopped = door.ssh("systemctl is-active rollcall-probe.service", check=False)
+    assert stopped.stdout.strip() == "inactive"
+    # The unit ran only in this target: the others never heard of it.
+    other = site_targets["hub"].ssh("systemctl cat rollcall-probe.service", check=False)
+    assert other.returncode != 0
+
+
+def test_the_wheelhouse_installs_rollcall_offline_in_a_target(
+    site_targets: deploy.TargetSet, wheelhouse: deploy.Wheelhouse
+) -> None:
+    hub = site_targets["hub"]
+    started = time.monotonic()
+    hub.put(wheelhouse.path, "/var/cache/rollcall-wheels")
+    hub.ssh("python3 -m venv /opt/rollcall/test-venv", timeout=300)
+    install = hub.ssh(
+        "/opt/rollcall/test-venv/bin/pip install --quiet --no-index --find-links /var/cache/rollcall-wheels "
+        f"'{wheelhouse.requirement('hub', 'tui')}'",
+        timeout=900,
+        check=False,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    version = hub.ssh("/opt/rollcall/test-venv/bin/rollcall --version").stdout
+    assert wheelhouse.rollcall_wheel.name.split("-")[1] in version
+    # The heavy imports work against the target's own libraries (libGL, glib for OpenCV; onnxruntime).
+    hub.ssh("/opt/rollcall/test-venv/bin/python -c 'import cv2, onnxruntime, textual, hub.service'", timeout=300)
+    record_timing(f"offline install of rollcall[hub,tui] in a target: {time.monotonic() - started:.1f} s")
+
+
+def test_a_target_halts_cleanly_on_sigterm_and_leaves_nothing(
+    target_session: deploy.TargetSet, progress: Callable[[str], None]
+) -> None:
+    target_session.boot(["scratch"], progress=progress)
+    scratch = target_session["scratch"]
+    workdir, process = scratch.workdir, scratch.process
+    assert process is not None and process.poll() is None
+    started = time.monotonic()
+    target_session.stop("scratch")
+    assert scratch.halted_cleanly, f"systemd-nspawn exited {process.returncode}; console:\n{scratch.last_console}"
+    assert "has been shut down" in scratch.last_console, scratch.last_console
+    assert not workdir.exists(), "the target's root and folder are removed"
+    assert not Path(f"/proc/{process.pid}").exists()
+    record_timing(f"halt of one target on SIGTERM: {time.monotonic() - started:.1f} s")
