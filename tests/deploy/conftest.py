@@ -121,9 +121,7 @@ def target_session(
     with deploy.target_session(deploy_cache, deploy_rootfs, tmp_path_factory.mktemp("ssh"), progress) as targets:
         yield targets
         if targets.boot_seconds:
-            record_timing(
-                f"boot: {targets.boot_seconds:.1f} s for {len(targets.targets)} targets ({targets.root_method})"
-            )
+            record_timing(f"boot: {targets.boot_seconds:.1f} s for {targets.booted} targets ({targets.root_method})")
 
 
 @pytest.fixture(scope="session")

@@ -148,10 +148,31 @@ def _run(command: Sequence[str | Path], log: Path, *, timeout: float, env: Mappi
         raise DeployError(f"`{' '.join(map(str, command[:3]))} ...` failed with {done.returncode}; {log}:\n{tail}")
 
 
+def _mounts_below(path: Path) -> list[Path]:
+    """Mount points at or under `path` (from /proc/self/mountinfo), deepest first."""
+    resolved = os.path.realpath(path)
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")  # \040 for a space, and so on
+        if point == resolved or point.startswith(resolved.rstrip("/") + "/"):
+            found.append(Path(point))
+    return sorted(found, key=lambda mount: len(mount.parts), reverse=True)
+
+
 def _remove_tree(path: Path) -> None:
+    """Delete a file or folder, undoing mounts inside it first (an overlay root, an interrupted debootstrap's /proc).
+
+    So the deletion never reaches into another file system.
+    """
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.exists():
+        for mount in _mounts_below(path):
+            _unmount(mount)
+        if _mounts_below(path):
+            raise DeployError(
+                f"{path} still has mounts under it after umount; remove them by hand: {_mounts_below(path)}"
+            )
         shutil.rmtree(path)
 
 
@@ -472,17 +493,32 @@ def _kill_recorded(pid_file: Path) -> None:
 
 
 def _unmount(path: Path) -> None:
-    if os.path.ismount(path):
-        done = subprocess.run(["umount", str(path)], capture_output=True, check=False, timeout=60)
-        if done.returncode != 0:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False, timeout=60)
+    """Unmount `path`; lazily when it is busy (the mount goes once its last user does)."""
+    done = subprocess.run(["umount", str(path)], capture_output=True, check=False, timeout=60)
+    if done.returncode != 0:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False, timeout=60)
+
+
+def _halt_recorded(workdir: Path, grace: float = 30) -> None:
+    """SIGTERM a target's nspawn (recorded in `nspawn.pid`) if it still runs, and wait up to `grace` for the halt."""
+    try:
+        pid_text, start = (workdir / "nspawn.pid").read_text().split()
+    except (OSError, ValueError):
+        return
+    pid = int(pid_text)
+    if _start_time(pid) != start:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _start_time(pid) == start and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _remove_target_dir(workdir: Path) -> None:
     """Kill what the target left running (recorded pids), unmount its root and delete its folder."""
     _kill_recorded(workdir / "init.pid")
     _kill_recorded(workdir / "nspawn.pid")
-    _unmount(workdir / "root")
     _remove_tree(workdir)
 
 
@@ -502,9 +538,11 @@ def reap_stale_targets(cache: Path, progress: Progress | None = None) -> None:
         if session in live or not session.is_dir():
             continue
         _log(progress, f"removing targets left by a dead session: {session}")
-        for workdir in session.iterdir():
-            if workdir.is_dir():
-                _remove_target_dir(workdir)
+        workdirs = [workdir for workdir in session.iterdir() if workdir.is_dir()]
+        for workdir in workdirs:  # a clean halt where the container still runs (its nspawn outlived the session)
+            _halt_recorded(workdir)
+        for workdir in workdirs:
+            _remove_target_dir(workdir)
         _remove_tree(session)
 
 
@@ -641,6 +679,7 @@ class TargetSet:
     key: Path
     targets: dict[str, Target] = field(default_factory=dict)
     boot_seconds: float = 0.0
+    booted: int = 0
     root_method: str = ""
 
     def __getitem__(self, name: str) -> Target:
@@ -671,6 +710,7 @@ class TargetSet:
         for target in new:
             self._wait_running(target, started + timeout)
         self.boot_seconds += time.monotonic() - started
+        self.booted += len(new)
 
     def _start(self, target: Target) -> None:
         Path("/run/systemd/nspawn").mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import textwrap
 import time
 from collections.abc import Callable
@@ -90,6 +91,28 @@ def test_a_hardened_notify_unit_starts_and_stops_in_a_target(site_targets: deplo
     # The unit ran only in this target: the others never heard of it.
     other = site_targets["hub"].ssh("systemctl cat rollcall-probe.service", check=False)
     assert other.returncode != 0
+
+
+def test_a_lingering_users_manager_runs_a_user_unit(site_targets: deploy.TargetSet) -> None:
+    # The workstation agent is a user unit: it needs a user's own systemd, kept running by lingering.
+    pc = site_targets["pc-1"]
+    pc.ssh("id student >/dev/null 2>&1 || useradd --create-home student")
+    pc.ssh("loginctl enable-linger student")
+    unit = (
+        "[Service]\nType=notify\nNotifyAccess=all\nExecStart=/bin/sh -c 'systemd-notify --ready; exec sleep infinity'\n"
+    )
+    pc.ssh(
+        "install -d -o student -g student ~student/.config ~student/.config/systemd ~student/.config/systemd/user && "
+        f"printf %s {shlex.quote(unit)} > ~student/.config/systemd/user/probe.service"
+    )
+    deadline = time.monotonic() + 30
+    while pc.ssh("systemctl is-active user@$(id -u student).service", check=False).stdout.strip() != "active":
+        assert time.monotonic() < deadline, "the user's systemd did not start after enable-linger"
+        time.sleep(0.5)
+    pc.ssh("systemctl --user -M student@ daemon-reload && systemctl --user -M student@ start probe.service")
+    assert pc.ssh("systemctl --user -M student@ is-active probe.service").stdout.strip() == "active"
+    owner = pc.ssh("ps -o user= -p $(systemctl --user -M student@ show -p MainPID --value probe.service)")
+    assert owner.stdout.strip() == "student"
 
 
 def test_the_wheelhouse_installs_rollcall_offline_in_a_target(
