@@ -607,6 +607,9 @@ class Target:
         if not dest.startswith("/") or dest.split("/")[1] in {"tmp", "run", "proc", "sys", "dev"}:
             raise ValueError(f"put() needs an absolute path outside /tmp, /run and the API file systems, not {dest}")
         target = self.root / dest.lstrip("/")
+        # An absolute symlink inside the target (/var/run -> /run) would lead the host's copy out of the target.
+        if not Path(os.path.realpath(target.parent)).is_relative_to(self.root.resolve()):
+            raise ValueError(f"{dest} leads out of the target's root through a symbolic link; copy to its real path")
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import textwrap
 import time
@@ -56,27 +57,52 @@ def test_three_targets_answer_an_ansible_ping(
 
 
 def test_a_hardened_notify_unit_starts_and_stops_in_a_target(site_targets: deploy.TargetSet) -> None:
+    # The sandboxing an exposure of at most 2.0 needs (as for the hub and edge units) works inside a target.
     door = site_targets["door-1"]
+    ready = (
+        "import os, socket, time; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+        "s.connect(os.environ['NOTIFY_SOCKET']); open('/var/lib/probe/started', 'w').write('probe'); "
+        "s.send(b'READY=1'); time.sleep(3600)"
+    )
     unit = textwrap.dedent(
-        """\
+        f"""\
         [Unit]
         Description=deployment harness probe
         [Service]
         Type=notify
-        NotifyAccess=all
-        ExecStart=/bin/sh -c 'echo probe > /var/lib/probe/started; systemd-notify --ready; exec sleep infinity'
+        ExecStart=/usr/bin/python3 -c "{ready}"
         WatchdogSec=60
         DynamicUser=true
         StateDirectory=probe
+        UMask=0077
         NoNewPrivileges=true
         ProtectSystem=strict
         ProtectHome=true
         PrivateTmp=true
         PrivateDevices=true
+        DevicePolicy=closed
+        PrivateUsers=true
         ProtectKernelTunables=true
+        ProtectKernelModules=true
+        ProtectKernelLogs=true
         ProtectControlGroups=true
-        RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+        ProtectClock=true
+        ProtectHostname=true
+        ProtectProc=invisible
+        ProcSubset=pid
+        RestrictNamespaces=true
+        LockPersonality=true
+        MemoryDenyWriteExecute=true
+        RestrictRealtime=true
+        RestrictSUIDSGID=true
+        RemoveIPC=true
+        CapabilityBoundingSet=
+        SystemCallArchitectures=native
         SystemCallFilter=@system-service
+        SystemCallFilter=~@privileged @resources
+        RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+        IPAddressDeny=any
+        IPAddressAllow=localhost
         """
     )
     door.ssh(f"cat > /etc/systemd/system/rollcall-probe.service <<'EOF'\n{unit}EOF\nsystemctl daemon-reload")
@@ -85,6 +111,9 @@ def test_a_hardened_notify_unit_starts_and_stops_in_a_target(site_targets: deplo
     main_pid = int(door.ssh("systemctl show -p MainPID --value rollcall-probe.service").stdout)
     assert main_pid > 0
     assert door.ssh("cat /var/lib/probe/started").stdout.strip() == "probe"
+    security = door.ssh("systemd-analyze security --no-pager rollcall-probe.service").stdout
+    exposure = re.search(r"Overall exposure level for rollcall-probe\.service: ([0-9.]+)", security)
+    assert exposure is not None and float(exposure.group(1)) <= 2.0, security[-500:]
     door.ssh("systemctl stop rollcall-probe.service", timeout=60)
     stopped = door.ssh("systemctl is-active rollcall-probe.service", check=False)
     assert stopped.stdout.strip() == "inactive"
