@@ -837,31 +837,17 @@ class TargetSet:
 
 
 def to_yaml(value: Any, indent: int = 0) -> str:
-    """Block-style YAML for nested dicts of scalars, lists and None (scalars are JSON, which YAML reads as is)."""
+    """Block-style YAML for nested mappings; lists and scalars are written as JSON, which YAML reads as is."""
     pad = "  " * indent
-    if isinstance(value, Mapping):
-        if not value:
-            return "{}\n"
-        lines = []
-        for key, item in value.items():
-            if isinstance(item, Mapping | list) and item:
-                lines.append(f"{pad}{json.dumps(str(key))}:\n{to_yaml(item, indent + 1)}")
-            else:
-                lines.append(f"{pad}{json.dumps(str(key))}: {_scalar(item)}\n")
-        return "".join(lines)
-    if isinstance(value, list):
-        return "".join(f"{pad}- {_scalar(item)}\n" for item in value)
-    return f"{pad}{_scalar(value)}\n"
-
-
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "{}"
-    if isinstance(value, list):
-        return "[]"
-    return json.dumps(value)
+    if not isinstance(value, Mapping) or not value:
+        return f"{pad}{json.dumps(value)}\n"
+    lines = []
+    for key, item in value.items():
+        if isinstance(item, Mapping) and item:
+            lines.append(f"{pad}{json.dumps(str(key))}:\n{to_yaml(item, indent + 1)}")
+        else:
+            lines.append(f"{pad}{json.dumps(str(key))}: {json.dumps(item)}\n")
+    return "".join(lines)
 
 
 @contextlib.contextmanager

@@ -17,12 +17,19 @@ from tests.deploy.conftest import SITE_TARGETS, ansible_results, record_timing, 
 pytestmark = [pytest.mark.deploy, pytest.mark.timeout(2400)]
 
 
-def test_three_targets_answer_an_ansible_ping(
-    site_targets: deploy.TargetSet, ansible_bin: Path, tmp_path: Path
-) -> None:
-    inventory = site_targets.write_inventory(
-        tmp_path / "inventory.yml", groups={"hubs": ["hub"], "doors": ["door-1"], "workstations": ["pc-1"]}
+@pytest.fixture(scope="module")
+def inventory(site_targets: deploy.TargetSet, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An inventory of the three site targets, one group per role."""
+    return site_targets.write_inventory(
+        tmp_path_factory.mktemp("inventory") / "inventory.yml",
+        groups={"hubs": ["hub"], "doors": ["door-1"], "workstations": ["pc-1"]},
+        group_vars={"doors": {"rollcall_site": "hq"}},
     )
+
+
+def test_three_targets_answer_an_ansible_ping(
+    site_targets: deploy.TargetSet, ansible_bin: Path, inventory: Path
+) -> None:
     run = run_ansible(
         ansible_bin, "ansible", "-i", str(inventory), "all", "-m", "ansible.builtin.ping", json_output=True
     )
@@ -52,11 +59,43 @@ def test_three_targets_answer_an_ansible_ping(
     identities = {name: site_targets[name].ssh("hostname; cat /etc/machine-id").stdout.split() for name in SITE_TARGETS}
     assert {name: found[0] for name, found in identities.items()} == {name: name for name in SITE_TARGETS}
     assert len({found[1] for found in identities.values()}) == len(SITE_TARGETS), identities
+    # Facts: Ansible sees a bookworm machine managed by systemd (so its service and systemd modules work there), and
+    # the group variables of the inventory arrive.
+    facts = run_ansible(
+        ansible_bin,
+        "ansible",
+        "-i",
+        str(inventory),
+        "door-1",
+        "-m",
+        "ansible.builtin.setup",
+        "-a",
+        "filter=ansible_service_mgr,ansible_distribution_release",
+        json_output=True,
+    )
+    assert facts.returncode == 0, facts.stdout + facts.stderr
+    gathered = ansible_results(facts)["door-1"][0]["ansible_facts"]
+    assert (gathered["ansible_service_mgr"], gathered["ansible_distribution_release"]) == ("systemd", "bookworm")
+    site = run_ansible(
+        ansible_bin,
+        "ansible",
+        "-i",
+        str(inventory),
+        "doors",
+        "-m",
+        "ansible.builtin.debug",
+        "-a",
+        "var=rollcall_site",
+        json_output=True,
+    )
+    assert ansible_results(site)["door-1"][0]["rollcall_site"] == "hq"
     # Every target resolves every other target's name (all are the host's loopback; ports tell them apart).
     assert site_targets["door-1"].ssh("getent hosts hub").stdout.split()[0] == "127.0.0.1"
 
 
-def test_a_hardened_notify_unit_starts_and_stops_in_a_target(site_targets: deploy.TargetSet) -> None:
+def test_a_hardened_notify_unit_starts_and_stops_in_a_target(
+    site_targets: deploy.TargetSet, ansible_bin: Path, inventory: Path
+) -> None:
     # The sandboxing an exposure of at most 2.0 needs (as for the hub and edge units) works inside a target.
     door = site_targets["door-1"]
     ready = (
@@ -106,7 +145,12 @@ def test_a_hardened_notify_unit_starts_and_stops_in_a_target(site_targets: deplo
         """
     )
     door.ssh(f"cat > /etc/systemd/system/rollcall-probe.service <<'EOF'\n{unit}EOF\nsystemctl daemon-reload")
-    door.ssh("systemctl start rollcall-probe.service", timeout=60)
+    # Started by Ansible's systemd module, which reports a change the first time and none the second.
+    start = ("-m", "ansible.builtin.systemd_service", "-a", "name=rollcall-probe.service state=started")
+    for changed in (True, False):
+        run = run_ansible(ansible_bin, "ansible", "-i", str(inventory), "door-1", *start, json_output=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert ansible_results(run)["door-1"][0]["changed"] is changed
     assert door.ssh("systemctl is-active rollcall-probe.service").stdout.strip() == "active"
     main_pid = int(door.ssh("systemctl show -p MainPID --value rollcall-probe.service").stdout)
     assert main_pid > 0
