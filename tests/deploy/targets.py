@@ -89,7 +89,7 @@ class Built:
 def cache_dir() -> Path:
     """The cache folder: $ROLLCALL_DEPLOY_CACHE, else /var/cache/rollcall-deploy."""
     configured = os.environ.get("ROLLCALL_DEPLOY_CACHE")
-    return Path(configured) if configured else DEFAULT_CACHE
+    return Path(configured).resolve() if configured else DEFAULT_CACHE
 
 
 def preflight() -> list[str]:
@@ -417,6 +417,10 @@ def build_dependency_wheels(
             )
         for own in building.glob("rollcall-*.whl"):  # rollcall itself is built afresh each session
             own.unlink()
+        for old in cache.glob("wheels-*"):  # sessions hold hard links, so older sets can go at once
+            if old.is_dir() and old != building:
+                _log(progress, f"removing an older set of wheels: {old}")
+                _remove_tree(old)
         building.rename(final)
     return Built(final, time.monotonic() - started, reused=False)
 
