@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(EXTRAS)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint typecheck unit integration reliability bench demo clean
+.PHONY: help venv test lint typecheck unit integration reliability deploy-test bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,13 @@ integration: $(STAMP) ## integration tests only (real broker, real SQLite)
 reliability: $(STAMP) ## kills, network cuts, full disk, damaged files, flood, power loss (~15 min; JSON last)
 	$(BIN)/pytest -q -m reliability tests/reliability/test_tools.py tests/reliability/test_soak.py
 	$(BIN)/python -m tests.reliability $(RELIABILITY_ARGS)
+
+$(VENV)/.installed-deploy: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),deploy]'
+	@touch $@
+
+deploy-test: $(VENV)/.installed-deploy ## Ansible against throwaway systemd-nspawn targets (root; ~10 min, see docs/testing.md)
+	$(BIN)/pytest -m deploy tests/deploy $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks with figures and ratios against a baseline (grows with each part)
 	$(BIN)/rollcall bench wire
