@@ -26,6 +26,8 @@ log = logging.getLogger("rollcall.tui.live")
 Area = Literal["presence", "alerts", "devices", "events", "screens", "hub"]
 AREAS: tuple[Area, ...] = ("presence", "alerts", "devices", "events", "screens", "hub")
 EVENTS_KEPT = 500
+RESOLVED_ALERTS_KEPT = 500
+"""Resolved alerts kept for the Alerts view, the newest; open and acknowledged ones are all kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +201,7 @@ class LiveState:
                     changed = "presence"
                 elif isinstance(payload, wire.Alert):
                     self._alerts[payload.alert_id] = payload
+                    self._forget_resolved_alerts()
                     changed = "alerts"
                 elif isinstance(payload, wire.Status):
                     self._hub_status = payload
@@ -269,7 +272,20 @@ class LiveState:
         with self._lock:
             for alert in decoded:
                 self._alerts[alert.alert_id] = alert
+            self._forget_resolved_alerts()
             self._versions["alerts"] += 1
+
+    def _forget_resolved_alerts(self) -> None:
+        """Keep the newest RESOLVED_ALERTS_KEPT resolved alerts (the caller holds the lock).
+
+        A console open for weeks would otherwise keep every alert the site ever had.
+        """
+        resolved = [a for a in self._alerts.values() if a.state == "resolved"]
+        if len(resolved) <= RESOLVED_ALERTS_KEPT:
+            return
+        resolved.sort(key=lambda a: a.last_at, reverse=True)
+        for alert in resolved[RESOLVED_ALERTS_KEPT:]:
+            del self._alerts[alert.alert_id]
 
     def merge_devices(self, devices: list[dict[str, Any]]) -> None:
         """Merge ``devices.list``'s answer: devices known to the hub that have not spoken since the TUI started."""

@@ -24,6 +24,12 @@ ChangeKind: TypeAlias = Literal["opened", "folded", "acknowledged", "resolved"]
 
 # --- the alert book --------------------------------------------------------------------------------------------
 
+RESOLVED_KEPT_FOR = timedelta(days=7)
+"""Resolved alerts whose episode is over stay in the book (and in ``alerts.list``) this long."""
+RESOLVED_KEPT_MAX = 500
+"""At most this many of them, the newest: the book is saved whole on every change and sent whole to every TUI, so it
+must not grow with the site's age. What happened stays in the audit journal and the notifications."""
+
 
 @dataclass(frozen=True, slots=True)
 class AlertRecord:
@@ -216,7 +222,26 @@ class AlertBook:
             alert = self._alerts[alert_id]
             if alert.fold_window_s is not None and now >= alert.last_at + timedelta(seconds=alert.fold_window_s):
                 self._end(alert, now, changes)
+        self.forget_old(now)
         return changes
+
+    def forget_old(self, now: datetime) -> int:
+        """Drop resolved alerts whose episode is over; returns how many were dropped.
+
+        Those older than RESOLVED_KEPT_FOR or beyond the newest RESOLVED_KEPT_MAX go; open, acknowledged and live
+        alerts always stay.
+        """
+        require_aware(now, "now")
+        finished = sorted(
+            (a for a in self._alerts.values() if a.state == "resolved" and not a.live),
+            key=lambda a: a.resolved_at or a.last_at,
+            reverse=True,
+        )
+        cutoff = now.astimezone(UTC) - RESOLVED_KEPT_FOR
+        dropped = [a for i, a in enumerate(finished) if i >= RESOLVED_KEPT_MAX or (a.resolved_at or a.last_at) < cutoff]
+        for alert in dropped:
+            del self._alerts[alert.alert_id]
+        return len(dropped)
 
     def acknowledge(self, alert_id: str, by: str, now: datetime) -> AlertChange | None:
         """A supervisor takes an open alert on; None when it was already acknowledged. Resolved: ValueError."""

@@ -11,14 +11,16 @@ from PIL import Image as PILImage
 from textual._styles_cache import StylesCache
 from textual.dom import DOMNode
 from textual.widgets import Footer
+from ulid import ULID
 
 from edge.protocol import wire
 from edge.protocol.mqtt import MqttLink
 from hub.service import HubService
 from tests.helpers.factories import make_event
 from tests.helpers.hub import Clock
-from tests.tui.conftest import SITE, run, seed_people, until
+from tests.tui.conftest import SITE, START, run, seed_people, until
 from tui.app import RollcallApp
+from tui.live import RESOLVED_ALERTS_KEPT, LiveState
 
 KEYS = "atudsep"
 """Every screen's key, Presence last."""
@@ -140,3 +142,35 @@ def test_live_traffic_with_screen_switches_keeps_no_more_objects_per_message(
     assert caches_after - caches_before <= 10, f"{caches_after - caches_before} more styles caches kept"
     per_message = (objects_after - objects_before) / messages
     assert per_message < 80, f"{per_message:.0f} more objects kept per message ({messages} messages)"
+
+
+def test_the_live_state_keeps_every_open_alert_and_only_the_newest_resolved_ones() -> None:
+    live = LiveState(None, SITE, "tui-memory-live", clock=lambda: START)
+    hub_alert = wire.TopicRef("rollcall", SITE.site, "hub", None, "alert")
+
+    def _alert_id(n: int) -> str:
+        """The same id for the same n (the open alert and its resolution are one alert)."""
+        return str(ULID.from_bytes(ULID.from_datetime(START + timedelta(minutes=n)).bytes[:6] + bytes(10)))
+
+    def alert(n: int, state: str) -> wire.Alert:
+        return wire.Alert(
+            alert_id=_alert_id(n),
+            rule="unknown_face",
+            severity="warning",
+            state=state,  # type: ignore[arg-type]
+            subject="door-1",
+            message="unknown face at door-1",
+            first_at=START + timedelta(minutes=n),
+            last_at=START + timedelta(minutes=n),
+            count=1,
+        )
+
+    for n in range(RESOLVED_ALERTS_KEPT + 300):  # a console open for weeks: one alert after another, each resolved
+        live.apply(hub_alert, alert(n, "open"))
+        live.apply(hub_alert, alert(n, "resolved"))
+    live.merge_alerts([alert(-n, "open").model_dump(mode="json") for n in range(1, 101)])  # old, never handled
+    alerts = live.alerts()
+    assert [a.state for a in alerts].count("open") == 100
+    resolved = [a for a in alerts if a.state == "resolved"]
+    assert len(resolved) == RESOLVED_ALERTS_KEPT
+    assert min(a.last_at for a in resolved) == START + timedelta(minutes=300)  # the oldest 300 were forgotten

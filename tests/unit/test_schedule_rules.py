@@ -26,7 +26,7 @@ from hub.alert_settings import (
     UnknownFaceRule,
     WorkstationIdleRule,
 )
-from hub.alerts.book import AlertBook, AlertChange, AlertRecord, to_wire
+from hub.alerts.book import RESOLVED_KEPT_FOR, RESOLVED_KEPT_MAX, AlertBook, AlertChange, AlertRecord, to_wire
 from hub.alerts.history import RuleHistory, RuleSet
 from hub.alerts.rules import (
     Condition,
@@ -1022,6 +1022,31 @@ def test_rate_limit_one_new_alert_per_door_per_window() -> None:
     # the next face opens a new alert
     faces(book, "door-1", f"{MON} 11:00", timedelta(minutes=1), 1)
     assert [(a.count, a.state) for a in book.alerts()] == [(6, "resolved"), (1, "open")]
+
+
+def test_the_book_forgets_resolved_alerts_after_a_week_and_beyond_the_newest_500() -> None:
+    book = AlertBook()
+    # an unknown face every 20 minutes for 12 days: each episode (10-minute window) resolves before the next
+    faces(book, "door-1", f"{MON} 00:00", timedelta(minutes=20), 12 * 72)
+    kept = book.alerts()
+    resolved = [a for a in kept if a.state == "resolved"]
+    assert len(resolved) == RESOLVED_KEPT_MAX  # 863 resolved ones happened; the book stays the same size
+    newest = max(a.last_at for a in kept)
+    assert min(a.resolved_at or a.last_at for a in resolved) >= newest - RESOLVED_KEPT_FOR
+    assert [a.state for a in kept].count("open") == 1  # the live one is never dropped
+    # a quiet week later every finished one is gone, and the last one resolves and stays until its week is up
+    later = newest + RESOLVED_KEPT_FOR + timedelta(hours=1)
+    book.apply([], later)
+    assert [a.state for a in book.alerts()] == ["resolved"]
+
+
+def test_acknowledged_alerts_are_never_forgotten() -> None:
+    book = AlertBook()
+    faces(book, "door-1", f"{MON} 10:00", timedelta(minutes=1), 1)
+    (alert,) = book.alerts()
+    book.acknowledge(alert.alert_id, "vera", t(f"{MON} 10:01"))
+    assert book.forget_old(t(f"{MON} 10:01") + timedelta(days=30)) == 0
+    assert [a.alert_id for a in book.alerts()] == [alert.alert_id]
 
 
 def test_rate_limit_also_holds_after_a_manual_resolve() -> None:
