@@ -61,6 +61,7 @@ def test_every_payload_kind_round_trips_through_the_broker(broker: TestBroker) -
         {("device", leaf) for leaf in wire.DEVICE_LEAVES}
         | {("agent", leaf) for leaf in wire.AGENT_LEAVES}
         | {("hub", leaf) for leaf in wire.HUB_LEAVES}
+        | {("supervisor", leaf) for leaf in wire.SUPERVISOR_LEAVES}
     )
     assert sent == every_leaf
     with probe(broker, f"{SITE.base}/#") as received:

@@ -231,7 +231,12 @@ def test_people_enrol_from_photos_with_reasons_enrol_at_a_door_and_remove_with_c
             paths = f"{faces_dir / 'Barack_Obama'} '{faces_dir / '_groups' / 'insightface_t1.jpg'}'"
             app.screen.query_one("#field-paths", Input).value = paths
             await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, ReportScreen), timeout=60, what="the enrolment report")
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, ReportScreen) and bool(app.screen.query("#report-text")),
+                timeout=60,
+                what="the enrolment report",
+            )
             report = _text(app, "#report-text")
             assert "REFUSED" in report and "faces" in report and "OK" in report
             (person,) = hub.store.list_people()
