@@ -48,7 +48,8 @@ def session_links(config: TuiConfig, session: str) -> tuple[LiveState, HubClient
     topics = wire.Topics(config.site.id, config.site.topic_prefix)
     name = config.supervisor_name
     hub = HubClient(config.mqtt, topics, name, session)
-    live = LiveState(config.mqtt, topics, f"{hub.client_id}-live")
+    # Keep only as many live events as the Events view shows: nothing reads the rest.
+    live = LiveState(config.mqtt, topics, f"{hub.client_id}-live", events_kept=config.tui.events_shown)
     return live, hub
 
 

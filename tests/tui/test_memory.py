@@ -174,3 +174,18 @@ def test_the_live_state_keeps_every_open_alert_and_only_the_newest_resolved_ones
     resolved = [a for a in alerts if a.state == "resolved"]
     assert len(resolved) == RESOLVED_ALERTS_KEPT
     assert min(a.last_at for a in resolved) == START + timedelta(minutes=300)  # the oldest 300 were forgotten
+
+
+def test_the_console_keeps_only_as_many_live_events_as_its_events_view_shows() -> None:
+    from edge.protocol.hub_client import new_session
+    from tui.cli import session_links
+    from tui.config import TuiConfig
+
+    config = TuiConfig.model_validate({"site": {"id": "hq"}, "tui": {"events_shown": 50}})
+    live, _ = session_links(config, new_session())
+    door = wire.TopicRef("rollcall", "hq", "device", "door-1", "event")
+    for seq in range(120):
+        live.apply(door, make_event(device="door-1", seq=seq, at=START + timedelta(seconds=seq)))
+    kept = live.events()
+    assert len(kept) == 50 and live.events_seen == 120
+    assert {e.seq for e in kept} == set(range(70, 120))  # the newest
