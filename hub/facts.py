@@ -34,9 +34,9 @@ class SiteFacts:
         self.board = board
 
     def devices(self, now: datetime) -> list[DeviceFacts]:
-        """Every door device's status and latest health figures."""
+        """Every door device's status and latest health figures (retired devices raise no alerts)."""
         facts = []
-        for device in self.context.store.list_devices():
+        for device in self.context.store.list_devices(retired=False):
             health = device.health or {}
             facts.append(
                 DeviceFacts(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
@@ -70,6 +70,7 @@ class RollcallApp(App[None]):
         export_dir: Path | None = None,
         issued_by: str = "tui",
         events_shown: int = 200,
+        day_starts_at: time = time(4, 0),
     ) -> None:
         super().__init__()
         self.live = live
@@ -83,6 +84,7 @@ class RollcallApp(App[None]):
         self.export_dir = export_dir or Path.cwd()
         self.issued_by = issued_by
         self.events_shown = events_shown
+        self.day_starts_at = day_starts_at
         self.current = "presence"
         self.hub_failing = False
         self.hub_error: str | None = None

@@ -7,7 +7,7 @@ the clock and the site's time zone), never against the concrete app, so no view 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -41,6 +41,10 @@ class Console(Protocol):
     @property
     def zone(self) -> tzinfo:
         """The site's time zone: every time on screen is local to it."""
+
+    @property
+    def day_starts_at(self) -> time:
+        """Local time an attendance day begins (earlier times belong to the day before)."""
 
     @property
     def request_timeout_s(self) -> float:

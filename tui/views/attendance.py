@@ -52,8 +52,13 @@ class AttendanceView(View):
             yield Picture(None, id="photo-out", classes="photo")
 
     def on_mount(self) -> None:
-        self.day = self.console.clock().astimezone(self.console.zone).date()
+        self.day = self.current_day()
         self._label()
+
+    def current_day(self) -> date:
+        """The attendance day now: the local date, or the day before while earlier than the day's start."""
+        wall = self.console.clock().astimezone(self.console.zone)
+        return wall.date() - timedelta(days=1) if wall.time() < self.console.day_starts_at else wall.date()
 
     def _label(self, note: str = "") -> None:
         assert self.day is not None
