@@ -171,7 +171,7 @@ class PresenceBoard:
         """
         store = self.context.store
         rules = self.attendance_rules
-        ended_before = local_day(now - rules.signoff_after, rules)  # days before this one have ended long enough
+        ended_before = local_day(now, rules)  # the days before today have ended
         pending = store.unsigned_days(ended_before)
         if not pending:
             return 0
