@@ -89,7 +89,8 @@ class DeviceOfflineRule:
 class DeviceSilentRule:
     """A door device (not retired) the hub has heard nothing from (status, health, events) for ``after_min`` minutes.
 
-    Catches a device that is gone without a last will (unplugged for good, network cut at the switch). The same
+    Catches a device that is gone without a last will (unplugged for good, network cut at the switch); one whose
+    status is ``offline`` or ``stopped`` is left to ``device_offline``. The same
     limit flags it ``silent`` in ``devices.list`` and the TUI. Resolves itself when the device speaks again; retire
     a device taken out of service for good (``rollcall devices retire``).
     """

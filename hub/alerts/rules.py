@@ -291,7 +291,12 @@ def evaluate_state(
 
         quiet = rules.device_silent
         silent_for = now - d.at if d.at is not None else None
-        holds = quiet.enabled and silent_for is not None and silent_for > timedelta(minutes=quiet.after_min)
+        holds = (  # an offline or stopped device is device_offline's: silent means gone without saying so
+            quiet.enabled
+            and d.status not in ("offline", "stopped")
+            and silent_for is not None
+            and silent_for > timedelta(minutes=quiet.after_min)
+        )
         message = (
             f"{d.device} silent since {_clock(d.at, schedule)} ({_minutes(silent_for)})"
             if holds and d.at is not None and silent_for is not None
