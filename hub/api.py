@@ -28,6 +28,7 @@ from hub.alerts.runtime import Alerting
 from hub.alerts.schedule import is_work_time
 from hub.board import PresenceBoard
 from hub.context import HubContext
+from hub.domain.attendance import local_day
 from hub.enrol import AssessPhotos, EnrolmentWorker, OutsideImportDir, confine_to, confined_photo_paths
 from hub.galleries import GalleryPublisher
 from hub.store import NotFound, StoreError
@@ -48,6 +49,7 @@ METHOD_ROLES: dict[str, Role] = {
     "snapshot.get": "viewer",
     "alerts.list": "viewer",
     "schedule.get": "viewer",
+    "site.info": "viewer",
     "agents.list": "viewer",
     "agents.activity": "viewer",
     "agents.files": "viewer",
@@ -177,6 +179,7 @@ class RequestHandler:
             "snapshot.get": self.snapshot_get,
             "alerts.list": self.alerts_list,
             "schedule.get": self.schedule_get,
+            "site.info": self.site_info,
             "agents.list": self.agents_list,
             "agents.activity": self.agents_activity,
             "agents.files": self.agents_files,
@@ -503,6 +506,19 @@ class RequestHandler:
             "mode": ruleset.schedule.mode,
             "paused_until": iso_utc(ruleset.schedule.paused_until),
             "work_time_now": is_work_time(ruleset.schedule, now),
+        }
+
+    def site_info(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
+        """What a console needs to show times as the hub judges them: site, time zone, day start, silence limit."""
+        config = self.context.config
+        day_start = config.attendance.day_starts_at
+        day = local_day(now, self.board.attendance_rules)
+        return {
+            "site": config.site.id,
+            "timezone": config.site.timezone,
+            "day_starts_at": day_start.strftime("%H:%M"),
+            "attendance_day": day.isoformat(),
+            "device_silent_after_min": self._silent_after_min,
         }
 
     def schedule_set_mode(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:

@@ -85,6 +85,8 @@ class RollcallApp(App[None]):
         self.issued_by = issued_by
         self.events_shown = events_shown
         self.day_starts_at = day_starts_at
+        self.silent_after_min: float | None = None
+        self.site_info_from_hub = False
         self.current = "presence"
         self.hub_failing = False
         self.hub_error: str | None = None
@@ -291,11 +293,30 @@ class RollcallApp(App[None]):
 
     def refresh_all(self) -> None:
         """After (re)connecting: ask the hub for everything the live stream may have missed."""
+        self.request("site.info", then=self._site_info, quiet=True)
         for name in ("presence", "alerts", "devices"):
             self.views[name].load()
         if self.current not in ("presence", "alerts", "devices"):
             self.view().load()
         self._loaded.add(self.current)
+
+    def _site_info(self, result: Any) -> None:
+        """The hub's time zone, attendance day start and silence limit replace the local fallbacks."""
+        if not isinstance(result, dict):
+            return
+        try:
+            zone = ZoneInfo(str(result["timezone"]))
+            day_start = time.fromisoformat(str(result["day_starts_at"]))
+        except (KeyError, ValueError) as exc:  # an older hub: keep the config's values
+            self.log.warning(f"site.info not usable ({exc!r}); keeping the local time zone and day start")
+            return
+        silent = result.get("device_silent_after_min")
+        self.zone, self.day_starts_at = zone, day_start
+        self.silent_after_min = float(silent) if isinstance(silent, (int, float)) else None
+        self.site_info_from_hub = True
+        for view in self.views.values():
+            view.site_known()
+        self.view().redraw(force=True)
 
     def poll(self) -> None:
         """Every ``poll_s``: a cheap question keeps the hub's state fresh and notices when it answers again."""

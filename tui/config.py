@@ -24,8 +24,9 @@ class TuiSettings(Section):
     events_shown: Annotated[int, Field(ge=10, le=500)] = 200
     """How many of the latest events the events screen keeps."""
     day_starts_at: time = time(4, 0)
-    """Local time an attendance day begins: set it as the hub's `attendance.day_starts_at` (the Attendance screen
-    opens on the current attendance day: at 00:30 before a 04:00 start, that is the previous date)."""
+    """Fallback only: the TUI asks the hub (`site.info`) for its `attendance.day_starts_at` and time zone and uses
+    these until the hub answers or when an older hub cannot tell (the Attendance screen opens on the current
+    attendance day: at 00:30 before a 04:00 start, that is the previous date)."""
 
 
 class SupervisorSettings(Section):

@@ -128,12 +128,15 @@ def test_retire_rename_and_set_role_need_known_devices_and_the_config_keeps_its_
 def test_the_attendance_view_opens_on_the_current_attendance_day_after_midnight(
     signoff_hub: HubService, clock: Clock, make_app: Callable[..., RollcallApp]
 ) -> None:
-    """At 00:30 before a 04:00 day start the people inside are on the previous day, and the view opens there."""
+    """At 00:30 before a 04:00 day start the people inside are on the previous day, and the view opens there.
+
+    The TUI learns the day start from the hub's ``site.info``; its own ``[tui] day_starts_at`` is only a fallback.
+    """
     hub = signoff_hub
     clock.now = utc(MON, 22)
     feed(hub, make_event(device="door-1", seq=1, at=utc(MON, 21), person_id="p-ana"))
     clock.now = utc(MON + timedelta(days=1), 0, 30)
-    app = make_app(day_starts_at=datetime.min.time().replace(hour=4))
+    app = make_app(day_starts_at=datetime.min.time())  # a wrong local fallback: the hub's 04:00 (site.info) wins
 
     async def scenario() -> str:
         async with app.run_test(size=(120, 40)) as pilot:
