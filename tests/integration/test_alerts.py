@@ -213,3 +213,34 @@ def test_telegram_attendance_command_answers_with_first_in_photos(
     telegram.push(111, f"/attendance {clock.now.date().isoformat()}")
     assert wait_until(lambda: any(p[2] == photo for p in telegram.photos), 40), "the first-in photo is sent"
     assert any("Ana Costa: in 09:00" in text for _, text in telegram.messages)
+
+
+def test_device_silent_fires_for_a_quiet_device_but_not_a_retired_or_offline_one(
+    alert_hub: tuple[HubService, Clock],
+) -> None:
+    """After ``after_min`` (30) without a word: door-7 alerts; retired door-8 and offline door-9 do not."""
+    hub, clock = alert_hub
+    with hub.store_lock:
+        for device in ("door-7", "door-8", "door-9"):
+            hub.store.upsert_device(device, role="both", status="online", status_at=clock.now, last_seen=clock.now)
+        hub.store.upsert_device("door-8", retired_at=clock.now)
+        hub.store.upsert_device("door-9", status="offline", status_at=clock.now)
+
+    def silent() -> set[str]:
+        return {a.subject for a in hub.alerting.list("open") if a.rule == "device_silent"}
+
+    clock.now += timedelta(minutes=30)
+    hub.alerting.tick(clock.now, force=True)
+    assert silent() == set(), "not at exactly 30 min"
+    clock.now += timedelta(minutes=1)
+    hub.alerting.tick(clock.now, force=True)
+    assert silent() == {"door-7"}
+    (alert,) = [a for a in hub.alerting.list("open") if a.rule == "device_silent"]
+    assert alert.severity == "warning" and "door-7 silent since" in alert.message
+    assert {a.subject for a in hub.alerting.list("open") if a.rule == "device_offline"} == {"door-9"}
+    with hub.store_lock:
+        hub.store.upsert_device("door-7", last_seen=clock.now)  # it speaks again
+    clock.now += timedelta(seconds=1)
+    hub.alerting.tick(clock.now, force=True)
+    assert silent() == set()
+    assert hub.alerting.book.get(alert.alert_id).state == "resolved"
