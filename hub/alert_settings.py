@@ -86,6 +86,22 @@ class DeviceOfflineRule:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceSilentRule:
+    """A door device (not retired) the hub has heard nothing from (status, health, events) for ``after_min`` minutes.
+
+    Catches a device that is gone without a last will (unplugged for good, network cut at the switch); one whose
+    status is ``offline`` or ``stopped`` is left to ``device_offline``. The same
+    limit flags it ``silent`` in ``devices.list`` and the TUI. Resolves itself when the device speaks again; retire
+    a device taken out of service for good (``rollcall devices retire``).
+    """
+
+    enabled: bool = True
+    severity: Severity = "warning"
+    only_during_work: bool = False
+    after_min: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class BacklogRule:
     """A device whose outbox is too deep or whose oldest unacked event is too old (latest health report).
 
@@ -168,6 +184,7 @@ class AlertRules:
     absent: AbsentRule = AbsentRule()
     late_arrival: LateArrivalRule = LateArrivalRule()
     device_offline: DeviceOfflineRule = DeviceOfflineRule()
+    device_silent: DeviceSilentRule = DeviceSilentRule()
     backlog: BacklogRule = BacklogRule()
     workstation_idle: WorkstationIdleRule = WorkstationIdleRule()
     health: HealthRule = HealthRule()

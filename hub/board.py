@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 
 from edge.protocol import wire
 from hub.context import HubContext
-from hub.domain.attendance import AttendanceRules, compute_days, day_bounds, local_day
+from hub.domain.attendance import AttendanceRules, compute_days, day_bounds, day_is_final, day_status, local_day
 from hub.domain.presence import (
     EventWindow,
     PresenceRules,
@@ -42,6 +42,9 @@ class PresenceBoard:
             timezone=config.site.timezone,
             day_starts_at=config.attendance.day_starts_at,
             settle_out_after=timedelta(minutes=config.attendance.settle_out_after_min),
+            signoff_after=timedelta(minutes=config.attendance.signoff_after_min),
+            last_out=config.attendance.last_out,
+            scheduled_end=config.attendance.scheduled_end,
         )
         self.window = EventWindow(
             max_ahead=timedelta(seconds=config.attendance.max_clock_ahead_s),
@@ -56,8 +59,12 @@ class PresenceBoard:
         self._listeners.append(listener)
 
     def roles(self) -> dict[str, Role]:
-        """Every known device's camera role."""
+        """Every known device's camera role (retired ones too: their sightings still count)."""
         return {device.id: _role(device.role) for device in self.context.store.list_devices()}
+
+    def retired(self) -> set[str]:
+        """The devices taken out of service: they hold no day open."""
+        return {device.id for device in self.context.store.list_devices() if device.retired_at is not None}
 
     # --- presence ----------------------------------------------------------------------------------------------------
 
@@ -138,11 +145,11 @@ class PresenceBoard:
                 person_id, start, end, max_ahead_s=self.window.max_ahead.total_seconds()
             )
         ]
-        delivered = {d.id: d.delivered_through for d in store.list_devices() if d.delivered_through is not None}
-        for result in compute_days(sightings, roles, self.attendance_rules, now, delivered):
-            status = "final" if result.final else ("forgot_checkout" if result.forgot_checkout else "open")
-            if not result.final and result.last_out is not None and not result.out_settled:
-                status = "provisional"
+        devices = store.list_devices()
+        delivered = {d.id: d.delivered for d in devices if d.delivered is not None}
+        retired = {d.id for d in devices if d.retired_at is not None}
+        for result in compute_days(sightings, roles, self.attendance_rules, now, delivered, retired):
+            status = day_status(result)
             store.set_attendance(
                 result.person_id,
                 result.day,
@@ -153,7 +160,37 @@ class PresenceBoard:
                 now,
                 first_in_event=result.first_in_event,
                 last_out_event=result.last_out_event,
+                final=result.final,
             )
+
+    def sign_off(self, now: datetime) -> int:
+        """The sign-off sweep: recompute every stored day that ended and is not final yet; return how many became final.
+
+        Run at start-up and on a timer: a day becomes final once it ended ``signoff_after`` ago and every active
+        device delivered past its end, without waiting for a further event of that person.
+        """
+        store = self.context.store
+        rules = self.attendance_rules
+        ended_before = local_day(now, rules)  # the days before today have ended
+        pending = store.unsigned_days(ended_before)
+        if not pending:
+            return 0
+        roles = self.roles()
+        devices = store.list_devices()
+        delivered = {d.id: d.delivered for d in devices if d.delivered is not None}
+        retired = {d.id for d in devices if d.retired_at is not None}
+        finals: dict[date, bool] = {}
+        for person_id, day, updated_at in pending:
+            if day not in finals:
+                finals[day] = day_is_final(day, roles, rules, now, delivered, retired)
+            # A day that cannot be final yet is recomputed once after its end (a forgotten check-out shows), then
+            # left alone until a device catches up: a dead device must not cost a recompute of everyone every pass.
+            if finals[day] or updated_at < day_bounds(day, rules)[1]:
+                self.recompute_attendance(person_id, day, now, roles)
+        signed = len(pending) - len(store.unsigned_days(ended_before))
+        if signed:
+            log.info("sign-off: %d of %d open past days are final", signed, len(pending))
+        return signed
 
     # --- the published board -----------------------------------------------------------------------------------------
 

@@ -74,7 +74,10 @@ def add_report_commands(roles: argparse._SubParsersAction[argparse.ArgumentParse
     commands = report.add_subparsers(dest="report_command", metavar="COMMAND", required=True)
     attendance = commands.add_parser("attendance", help="first in, last out and hours per person per day")
     attendance.add_argument(
-        "--from", dest="start", type=date.fromisoformat, help="first day YYYY-MM-DD (default today)"
+        "--from",
+        dest="start",
+        type=date.fromisoformat,
+        help="first day YYYY-MM-DD (default: the current attendance day)",
     )
     attendance.add_argument("--to", dest="end", type=date.fromisoformat, help="last day YYYY-MM-DD (default --from)")
     attendance.add_argument("--format", choices=["csv", "json", "table"], default="table")
@@ -89,6 +92,58 @@ def add_report_commands(roles: argparse._SubParsersAction[argparse.ArgumentParse
     person.add_argument("person", help="person id (p-...) or exact name")
     _config_argument(person)
     person.set_defaults(handler=report_person)
+
+
+def add_device_commands(roles: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rollcall devices list|retire|rename|set-role`` (through the running hub's API; changes need admin)."""
+    devices = roles.add_parser("devices", help="list, retire, rename door devices or change their role (asks the hub)")
+    commands = devices.add_subparsers(dest="devices_command", metavar="COMMAND", required=True)
+    listing = commands.add_parser("list", help="every door device: role, status, last seen, silent, retired")
+    listing.set_defaults(handler=devices_command, method="devices.list")
+    retire = commands.add_parser("retire", help="take a device out of service: it no longer holds days open")
+    retire.add_argument("device", help="device id")
+    retire.add_argument("--undo", action="store_true", help="put a retired device back into service")
+    retire.set_defaults(handler=devices_command, method="devices.retire")
+    rename = commands.add_parser("rename", help="give a device a display name (its id stays)")
+    rename.add_argument("device", help="device id")
+    rename.add_argument("name", help="the new display name")
+    rename.set_defaults(handler=devices_command, method="devices.rename")
+    role = commands.add_parser("set-role", help="change which way a device's camera looks")
+    role.add_argument("device", help="device id")
+    role.add_argument("role", choices=["entrance", "exit", "both"])
+    role.set_defaults(handler=devices_command, method="devices.set_role")
+    for parser in (listing, retire, rename, role):
+        _config_argument(parser)
+
+
+def devices_command(args: argparse.Namespace) -> int:
+    """``rollcall devices ...``: one request to the running hub, its answer printed."""
+    from edge.protocol.hub_client import HubRequestFailed, HubUnavailable
+
+    config = _load(args.config)
+    params: dict[str, Any] = {}
+    if args.method != "devices.list":
+        params["device"] = args.device
+    if args.method == "devices.retire":
+        params["retired"] = not args.undo
+    elif args.method == "devices.rename":
+        params["name"] = args.name
+    elif args.method == "devices.set_role":
+        params["role"] = args.role
+    try:
+        with _client(config) as client:
+            result = client.call(args.method, params)
+    except ValueError as exc:
+        return _fail(str(exc))
+    except (HubUnavailable, HubRequestFailed) as exc:
+        return _fail(str(exc), 1)
+    if args.method != "devices.list":
+        print(json.dumps(result))
+        return 0
+    for d in result:
+        flags = " ".join(f for f in ("retired" if d["retired_at"] else "", "SILENT" if d["silent"] else "") if f)
+        print(f"{d['device']:<24} {d['role']:<8} {d['status']:<8} last seen {d['last_seen'] or '-'}  {flags}")
+    return 0
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -341,15 +396,35 @@ def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> int:
 
 def report_attendance(args: argparse.Namespace) -> int:
     """``rollcall report attendance``."""
+    from datetime import datetime
+
+    from edge.protocol import wire
+    from hub.domain.attendance import AttendanceRules, local_day
     from hub.store.reports import attendance_rows
 
     config = _load(args.config)
-    start = args.start or date.today()
+    rules = AttendanceRules(config.site.timezone, day_starts_at=config.attendance.day_starts_at)
+    start = args.start or local_day(wire.now_utc(), rules)  # the current attendance day, not the calendar date
     end = args.end or start
     if end < start:
         return _fail("--to is before --from")
-    columns = ["day", "person_id", "name", "first_in", "last_out", "hours", "status"]
-    return _with_database(config, lambda db: _emit(attendance_rows(db, start, end), args.format, columns))
+    columns = ["day", "person_id", "name", "first_in", "last_out", "hours", "status", "final"]
+
+    def local(value: str | None) -> str | None:
+        """Site-local: ISO 8601 with the site's offset in JSON, ``YYYY-MM-DD HH:MM`` in tables and CSV."""
+        if not value:
+            return None
+        at = datetime.fromisoformat(value).astimezone(rules.zone)
+        return at.isoformat(timespec="seconds") if args.format == "json" else at.strftime("%Y-%m-%d %H:%M")
+
+    def emit(db: sqlite3.Connection) -> int:
+        rows = attendance_rows(db, start, end)
+        for row in rows:
+            row["first_in"], row["last_out"] = local(row["first_in"]), local(row["last_out"])
+            row["final"] = bool(row["final"])
+        return _emit(rows, args.format, columns)
+
+    return _with_database(config, emit)
 
 
 def report_events(args: argparse.Namespace) -> int:

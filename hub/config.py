@@ -125,6 +125,12 @@ class AttendanceSettings(Section):
     """Local time a day begins: sightings before it belong to the previous day (night shifts: set it to noon)."""
     settle_out_after_min: Annotated[int, Field(ge=0, le=24 * 60)] = 30
     """A last-out (single `both` camera) is provisional until this long passes without a later sighting."""
+    signoff_after_min: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 30
+    """A past day is signed off (final) this long after it ends, once every active device delivered past its end."""
+    last_out: Literal["none", "last_sighting", "scheduled_end"] = "none"
+    """What a forgotten check-out records as the last out: nothing, the last sighting, or `scheduled_end`."""
+    scheduled_end: time = time(17, 0)
+    """Local end of the working day, the last out of a forgotten check-out under `last_out = "scheduled_end"`."""
     presence_timeout_h: Annotated[float, Field(gt=0, le=72)] = 12.0
     """Someone not seen leaving is marked out this long after their last sighting."""
     max_clock_ahead_s: Annotated[int, Field(ge=0, le=24 * 3600)] = 300

@@ -36,6 +36,9 @@ from hub.store import DeadLetterLimits, HubStore
 
 log = logging.getLogger("rollcall.hub")
 
+SIGNOFF_EVERY_S = 60
+"""How often the writer runs the sign-off sweep over past days that are not final yet."""
+
 
 class HubService:
     """Build it with a config and an open store, :meth:`start`, :meth:`stop` (SIGTERM in the CLI)."""
@@ -71,10 +74,12 @@ class HubService:
         store.dead_letter_limits = DeadLetterLimits(kept.samples_per_hour, kept.reasons_per_hour, kept.max_rows)
         self.enrolment = EnrolmentWorker(config.enrolment.max_waiting)
         self._last_retention = float("-inf")
+        self._next_signoff = float("-inf")
         self.store_lock = threading.RLock()
         """Held by whoever uses the store: the writer thread, or a caller driving the hub by hand (tests, tools)."""
         for camera in config.cameras:
-            store.upsert_device(camera.device, name=camera.name or None, role=camera.role)
+            named = {"name": camera.name} if camera.name else {}  # else a name given with `devices rename` stays
+            store.upsert_device(camera.device, role=camera.role, **named)
         self.link = MqttLink(
             config.mqtt,
             client_id=config.mqtt.client_id_for("hub", config.hub.id),
@@ -137,6 +142,8 @@ class HubService:
                 "no [supervisors] table in the hub config: every supervisor name is admin (fine for a demo; on a "
                 'site list each one as [supervisors.<name>] role = "viewer" | "operator" | "admin")'
             )
+        with self.store_lock:
+            self.sign_off(self.clock())  # days that ended while the hub was down are signed off now
         self.link.start()
         self.alerting.start()
         self.enrolment.start()
@@ -206,6 +213,8 @@ class HubService:
                 if self.link.connected:
                     self.galleries.publish_if_dirty(now)
                 self.board.expire(now)
+                if time.monotonic() >= self._next_signoff:
+                    self.sign_off(now)
                 self.alerting.tick(now)
                 if self.link.connected:
                     self.homeassistant.publish_if_dirty(now)
@@ -221,6 +230,15 @@ class HubService:
                         log.info("retention: %d events and %d snapshots purged", events, snapshots)
             except Exception:
                 log.exception("maintenance pass failed")
+
+    def sign_off(self, now: datetime) -> int:
+        """The sign-off sweep (at start-up and every ``SIGNOFF_EVERY_S``): past days become final without events."""
+        self._next_signoff = time.monotonic() + SIGNOFF_EVERY_S
+        try:
+            return self.board.sign_off(now)
+        except Exception:
+            log.exception("the sign-off sweep failed; it runs again in %d s", SIGNOFF_EVERY_S)
+            return 0
 
     # --- changes that several parts follow -------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
+from zoneinfo import ZoneInfo
 
 from edge.protocol import wire
 from edge.protocol.times import WEEKDAYS
@@ -213,6 +214,7 @@ class Alerting:
                     base_url=notify.telegram.base_url,
                     rules=tuple(notify.telegram.rules) if notify.telegram.rules else None,
                     min_severity=notify.telegram.min_severity,
+                    zone=ZoneInfo(self.config.site.timezone),
                 )
             )
         if notify.webhook.enabled:
@@ -223,6 +225,7 @@ class Alerting:
                     secret.encode(),
                     rules=tuple(notify.webhook.rules) if notify.webhook.rules else None,
                     min_severity=notify.webhook.min_severity,
+                    zone=ZoneInfo(self.config.site.timezone),
                 )
             )
         return found

@@ -21,8 +21,8 @@ def attendance_rows(connection: sqlite3.Connection, start: date, end: date) -> l
         dict(row)
         for row in connection.execute(
             "SELECT a.day, a.person_id, p.name, a.first_in, a.last_out, ROUND(a.present_s / 3600.0, 2) AS hours, "
-            "a.status, a.first_in_event, a.last_out_event FROM attendance a JOIN people p ON p.id = a.person_id "
-            "WHERE a.day BETWEEN ? AND ? ORDER BY a.day, p.name",
+            "a.status, a.final, a.first_in_event, a.last_out_event "
+            "FROM attendance a JOIN people p ON p.id = a.person_id WHERE a.day BETWEEN ? AND ? ORDER BY a.day, p.name",
             (start.isoformat(), end.isoformat()),
         )
     ]

@@ -16,6 +16,7 @@ from hub.domain.attendance import (
     compute_days,
     day_bounds,
     day_is_final,
+    day_status,
     local_day,
 )
 from hub.domain.presence import (
@@ -1046,3 +1047,111 @@ def test_sighting_from_a_wire_event_is_utc_and_skips_unknown_faces() -> None:
     assert sighting_from_event(event.model_copy(update={"person_id": None})) is None
     berlin = Sighting("e2", "in-cam", "ann", datetime(2024, 3, 4, 8, tzinfo=BERLIN), "seen", True)
     assert berlin.at.tzinfo is UTC
+
+
+# --- sign-off outcomes: forgotten check-outs after sign-off, last-out policies, retired devices --------------------
+
+_ENTRANCE_ONLY = passage(f"{MON} 08:00", "in-cam")
+_NIGHT_FORGOT = [*passage(f"{MON} 22:00", "in-cam"), s(f"{TUE} 03:00", "in-cam")]  # overnight, never out
+SIGNOFF_CASES = [
+    # (id, sightings, rules, now, delivered, retired) -> (status, final, last_out, minutes)
+    pytest.param(
+        _ENTRANCE_ONLY,
+        RULES,
+        f"{TUE} 09:00",
+        through(f"{TUE} 09:00", TWO_CAMERAS),
+        set(),
+        ("forgot_checkout", True, None, 0),
+        id="forgot-stays-visible-after-sign-off",
+    ),
+    pytest.param(
+        _ENTRANCE_ONLY,
+        RULES,
+        f"{MON} 20:00",
+        through(f"{MON} 20:00", TWO_CAMERAS),
+        set(),
+        ("open", False, None, 0),
+        id="not-forgotten-before-the-day-ends",
+    ),
+    pytest.param(
+        _FORGOT,
+        replace(RULES, last_out="last_sighting"),
+        f"{TUE} 09:00",
+        through(f"{TUE} 09:00", TWO_CAMERAS),
+        set(),
+        ("forgot_checkout", True, t(f"{MON} 15:00"), 240 + 120),
+        id="policy-last-sighting",
+    ),
+    pytest.param(
+        _FORGOT,
+        replace(RULES, last_out="scheduled_end", scheduled_end=time(17)),
+        f"{TUE} 09:00",
+        through(f"{TUE} 09:00", TWO_CAMERAS),
+        set(),
+        ("forgot_checkout", True, t(f"{MON} 17:00"), 240 + 240),
+        id="policy-scheduled-end",
+    ),
+    pytest.param(
+        _NIGHT_FORGOT,
+        replace(NIGHT_SITE, last_out="scheduled_end", scheduled_end=time(6)),
+        f"{TUE} 13:00",
+        through(f"{TUE} 13:00", TWO_CAMERAS),
+        set(),
+        ("forgot_checkout", True, t(f"{TUE} 06:00"), 8 * 60),
+        id="night-shift-scheduled-end-after-midnight",
+    ),
+    pytest.param(
+        _ENTRANCE_ONLY,
+        RULES,
+        f"{TUE} 09:00",
+        {"in-cam": t(f"{TUE} 09:00")},
+        set(),
+        ("forgot_checkout", False, None, 0),
+        id="a-silent-device-holds-the-day-open",
+    ),
+    pytest.param(
+        _ENTRANCE_ONLY,
+        RULES,
+        f"{TUE} 09:00",
+        {"in-cam": t(f"{TUE} 09:00")},
+        {"out-cam"},
+        ("forgot_checkout", True, None, 0),
+        id="a-retired-device-does-not",
+    ),
+    pytest.param(
+        _CYCLES,
+        replace(RULES, signoff_after=timedelta(minutes=30)),
+        f"{TUE} 04:10",
+        through(f"{TUE} 04:10", TWO_CAMERAS),
+        set(),
+        ("open", False, t(f"{MON} 17:00") + TRACK, 495),
+        id="not-final-within-the-settle-delay",
+    ),
+    pytest.param(
+        _CYCLES,
+        replace(RULES, signoff_after=timedelta(minutes=30)),
+        f"{TUE} 04:30",
+        through(f"{TUE} 04:30", TWO_CAMERAS),
+        set(),
+        ("final", True, t(f"{MON} 17:00") + TRACK, 495),
+        id="final-after-the-settle-delay",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sightings", "rules", "now", "delivered", "retired", "expected"), SIGNOFF_CASES)
+def test_sign_off_outcomes(
+    sightings: list[Sighting],
+    rules: AttendanceRules,
+    now: str,
+    delivered: dict[str, datetime],
+    retired: set[str],
+    expected: tuple[str, bool, datetime | None, int],
+) -> None:
+    (result,) = compute_days(sightings, TWO_CAMERAS, rules, t(now), delivered, retired)
+    assert (day_status(result), result.final, result.last_out, result.minutes_on_site) == expected
+
+
+def test_last_out_policy_is_checked() -> None:
+    with pytest.raises(ValueError, match="last_out must be one of none, last_sighting, scheduled_end"):
+        AttendanceRules(timezone="UTC", last_out="guess")  # type: ignore[arg-type]

@@ -380,6 +380,7 @@ def test_alert_rule_defaults() -> None:
             "after_s": 120.0,
             "include_stopped": False,
         },
+        "device_silent": {"enabled": True, "severity": "warning", "only_during_work": False, "after_min": 30.0},
         "backlog": {
             "enabled": True,
             "severity": "warning",
