@@ -200,8 +200,26 @@ def backup_hub(args: argparse.Namespace) -> int:
         return _fail(str(exc), 1)
     if shown[0] >= 0:
         print(file=sys.stderr)
+    register_backup(config.hub, report.path)
     print(f"backed up {config.hub.database} to {report.path}: {report.bytes} bytes, quick_check ok")
     return 0
+
+
+def register_backup(settings: Any, backup: Path) -> None:
+    """List a new backup in ``backups.list`` (erasures reach it) and erase from it anyone erased meanwhile."""
+    from edge.protocol import wire
+    from hub.store.erasure import BackupRegister, ErasureLedger
+    from hub.store.hub_store import erase_from_backup
+
+    BackupRegister(settings.data_dir).add(backup)
+    erase_from_backup(
+        backup,
+        settings.data_dir,
+        settings.key_file,
+        ErasureLedger(settings.data_dir).person_ids(),
+        wire.now_utc(),
+        actor="erasure-ledger",
+    )
 
 
 def _client(config: Any) -> Any:

@@ -73,6 +73,9 @@ class HubService:
         self._last_retention = float("-inf")
         self.store_lock = threading.RLock()
         """Held by whoever uses the store: the writer thread, or a caller driving the hub by hand (tests, tools)."""
+        erased_again = store.reapply_erasures(clock())
+        if erased_again:
+            log.warning("%d people in the erasure ledger were in the database again and are erased", len(erased_again))
         for camera in config.cameras:
             store.upsert_device(camera.device, name=camera.name or None, role=camera.role)
         self.link = MqttLink(

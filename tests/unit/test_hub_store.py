@@ -676,3 +676,35 @@ def test_presence_attendance_and_audit_round_trip(store: HubStore) -> None:
     audit_id = store.audit("supervisor", "device.rename", DEVICE, {"to": "Front door"}, NOW)
     [entry] = store.audit_log(DEVICE)
     assert entry["id"] == audit_id and entry["details"] == {"to": "Front door"} and entry["at"] == NOW
+
+
+def test_a_restored_backup_loses_the_people_erased_since_and_registered_backups_are_erased_too(tmp_path: Path) -> None:
+    from hub.backup import backup_database
+    from hub.store.erasure import BackupRegister
+
+    data = tmp_path / "hub"
+    with HubStore(data / "rollcall.db", data, data / "hub.key") as store:
+        canary = store.add_person("Ulla Restorecanary", NOW)
+        kept = store.add_person("Kept Person", NOW)
+    registered = tmp_path / "backups" / "registered.db"
+    elsewhere = tmp_path / "elsewhere.db"  # a copy the hub does not know of
+    registered.parent.mkdir()
+    for path in (registered, elsewhere):
+        backup_database(data / "rollcall.db", path)
+    BackupRegister(data).add(registered)
+    with HubStore(data / "rollcall.db", data, data / "hub.key") as store:
+        report = store.erase_person(canary, NOW + timedelta(hours=1), actor="admin")
+    assert report.backups == 1 and report.backups_failed == ()
+    assert b"Restorecanary" not in registered.read_bytes() and b"Kept Person" in registered.read_bytes()
+    assert not registered.with_name(registered.name + "-wal").exists(), "a backup stays one file"
+    assert b"Restorecanary" in elsewhere.read_bytes()
+    # Restore the copy the hub did not know of: the ledger erases the person again when the store is opened by the hub.
+    for suffix in ("", "-wal", "-shm"):
+        (data / f"rollcall.db{suffix}").unlink(missing_ok=True)
+    elsewhere.rename(data / "rollcall.db")
+    with HubStore(data / "rollcall.db", data, data / "hub.key") as store:
+        assert store.reapply_erasures(NOW + timedelta(days=1)) == [canary]
+        assert store.reapply_erasures(NOW + timedelta(days=1)) == []
+        assert {p.id for p in store.list_people()} == {kept}
+    assert b"Restorecanary" not in (data / "rollcall.db").read_bytes()
+    assert canary in (data / "erasures.log").read_text() and "Restorecanary" not in (data / "erasures.log").read_text()
