@@ -292,13 +292,21 @@ class RequestHandler:
 
     def people_remove(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")
+        before = self.store.get_person(person_id)
+        if before is None:
+            raise NotFound(f"no person {person_id!r}")
+        # The alert book first: the erasure's compaction then also clears the pages of the book that named them.
+        alerts = self.alerting.forget_person(person_id, before.name, now)
         report = self.store.erase_person(person_id, now, actor=actor)
         self.person_erased(person_id, now)
+        self.alerting.refresh_texts(now)
         return {
             "person_id": person_id,
             "templates": report.templates,
             "snapshots": report.snapshots,
             "events": report.events,
+            "alerts": alerts,
+            "backups": report.backups,
         }
 
     def people_enrol_photos(self, params: dict[str, JsonValue], actor: str, now: datetime) -> Deferred:

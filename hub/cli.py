@@ -26,7 +26,7 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_hub_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``rollcall hub run``, ``rollcall hub rotate-key`` and ``rollcall hub backup``."""
+    """``rollcall hub run``, ``rollcall hub rotate-key``, ``rollcall hub backup`` and ``rollcall hub purge``."""
     run = commands.add_parser("run", help="run the hub: ingest, presence, attendance, galleries, request API")
     _config_argument(run)
     run.set_defaults(handler=run_hub)
@@ -47,6 +47,12 @@ def add_hub_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     backup.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _config_argument(backup)
     backup.set_defaults(handler=backup_hub)
+    purge = commands.add_parser(
+        "purge", help="delete what is older than the [retention] limits now (the hub does it daily at run_at)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="only list what would go, per kind, with the cut-offs")
+    _config_argument(purge)
+    purge.set_defaults(handler=purge_hub)
 
 
 def add_people_commands(roles: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -255,8 +261,56 @@ def backup_hub(args: argparse.Namespace) -> int:
         return _fail(str(exc), 1)
     if shown[0] >= 0:
         print(file=sys.stderr)
+    register_backup(config.hub, report.path)
     print(f"backed up {config.hub.database} to {report.path}: {report.bytes} bytes, quick_check ok")
     return 0
+
+
+def purge_hub(args: argparse.Namespace) -> int:
+    """``rollcall hub purge [--dry-run]``: the retention purge by hand, cut-offs shown in site-local time."""
+    from zoneinfo import ZoneInfo
+
+    from edge.protocol import wire
+    from hub import retention
+    from hub.store import HubStore, StoreError
+
+    config = _load(args.config)
+    zone = ZoneInfo(config.site.timezone)
+    now = wire.now_utc()
+    cut = retention.Cutoffs.at(now, config.retention)
+    try:
+        with HubStore.from_settings(config.hub, quick_check=False) as store:
+            counts = retention.purge(store, cut, dry_run=True)
+            for kind in retention.KINDS:
+                before = cut.by_kind[kind].astimezone(zone).isoformat(sep=" ", timespec="minutes")
+                print(f"{kind:<18} {counts[kind]:>8}  older than {before}")
+            if args.dry_run:
+                print(f"dry run: {sum(counts.values())} rows would go (nothing deleted)")
+                return 0
+            print(f"purging {sum(counts.values())} rows ...", file=sys.stderr, flush=True)
+            done = retention.purge(store, cut)
+            store.set_meta("retention_last_run", now.isoformat())
+    except StoreError as exc:
+        return _fail(str(exc))
+    print(f"purged {sum(done.values())} rows: " + ", ".join(f"{n} {kind}" for kind, n in done.items()))
+    return 0
+
+
+def register_backup(settings: Any, backup: Path) -> None:
+    """List a new backup in ``backups.list`` (erasures reach it) and erase from it anyone erased meanwhile."""
+    from edge.protocol import wire
+    from hub.store.erasure import BackupRegister, ErasureLedger
+    from hub.store.hub_store import erase_from_backup
+
+    BackupRegister(settings.data_dir).add(backup)
+    erase_from_backup(
+        backup,
+        settings.data_dir,
+        settings.key_file,
+        ErasureLedger(settings.data_dir).person_ids(),
+        wire.now_utc(),
+        actor="erasure-ledger",
+    )
 
 
 def _client(config: Any) -> Any:

@@ -32,13 +32,25 @@ class HubSettings(Section):
 
 
 class RetentionSettings(Section):
-    """How long personal data is kept; the hub purges older rows daily."""
+    """How long each kind of data is kept; the hub purges older rows once a day at ``run_at`` (site-local time)."""
 
+    run_at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:30"
+    """When the daily purge runs, HH:MM on the site's clock (site.timezone); `rollcall hub purge` runs it by hand."""
     events_days: Annotated[int, Field(ge=1, le=3650)] = 180
     snapshots_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Event snapshots (and whole-view snapshot captures), except the photos attendance shows."""
+    attendance_photos_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    """The snapshots that show a day's first in and last out (never longer than their event)."""
+    activity_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    """Workstation agents' activity batches."""
+    file_changes_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    """Workstation agents' change logs of watched folders."""
     screens_days: Annotated[int, Field(ge=1, le=3650)] = 7
+    """Screenshots; the hub stores none (they go straight to the supervisor who asked), kept for older configs."""
     dead_letters_days: Annotated[int, Field(ge=1, le=3650)] = 30
     """Dead letters (messages the hub could not use) older than this are purged."""
+    audit_days: Annotated[int, Field(ge=1, le=3650)] = 730
+    """The audit log; rows that record an erasure are kept (they name nobody)."""
 
 
 class IngestSettings(Section):

@@ -348,6 +348,42 @@ class Alerting:
         if change.kind == "opened":
             self.queue.submit(Notification.for_alert(alert))
 
+    # --- erasure -----------------------------------------------------------------------------------------------------
+
+    def forget_person(self, person_id: str, name: str | None, now: datetime) -> int:
+        """After an erasure: alerts about or naming the person leave the book, and queued notifications go.
+
+        Every dropped alert is published once more, resolved, with its subject and message replaced, so a TUI that
+        holds it replaces its copy. Returns the alerts dropped.
+        """
+        with self.store_lock:
+            gone = self.book.forget_person(person_id, name)
+            for alert in gone:
+                self.publish_alert(
+                    AlertBook.to_wire(
+                        replace(
+                            alert,
+                            subject="(erased)",
+                            message="about a person who was erased",
+                            person_id=None,
+                            state="resolved",
+                            resolved_at=now,
+                            live=False,
+                        )
+                    )
+                )
+            if gone:
+                self._save()
+            dropped = self.queue.discard(lambda item: item.names(person_id, name))
+            if dropped:
+                log.info("erasure: %d queued notifications dropped", dropped)
+        return len(gone)
+
+    def refresh_texts(self, now: datetime) -> None:
+        """Rebuild the bot's ``/who`` and ``/status`` answers now (after an erasure: without the person)."""
+        with self.store_lock:
+            self._refresh_bot_texts(now)
+
     # --- API ---------------------------------------------------------------------------------------------------------
 
     def latest_rules(self) -> RuleSet:

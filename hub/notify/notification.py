@@ -69,6 +69,13 @@ class Notification:
         """A plain text notification, optionally with a photo and a rule/severity for the filters."""
         return cls(kind="text", text=text, photo=photo, rule=rule, severity=severity)
 
+    def names(self, person_id: str, name: str | None) -> bool:
+        """Whether it is about the person (their id on the alert) or names them (id or name in its text)."""
+        if self.alert is not None and self.alert.person_id == person_id:
+            return True
+        text = self.render()
+        return person_id in text or bool(name and name in text)
+
     def render(self, zone: tzinfo = UTC) -> str:
         """The text people read (Telegram message, photo caption, a webhook's ``text``); plain text, no markup.
 

@@ -718,3 +718,29 @@ def test_docs_examples_match_what_the_code_sends() -> None:
     telegram_example = re.search(r"Alerts arrive as plain text.*?```\n(.*?)\n```", doc, re.S)
     assert telegram_example
     assert telegram_example.group(1) == Notification.for_alert(_alert()).render(berlin)
+
+
+def test_discard_drops_queued_notifications_naming_a_person_and_stops_retrying_the_one_in_flight(
+    webhook: FakeWebhook,
+) -> None:
+    webhook.fail_times = 1  # the one in flight fails once, then must not be tried again
+    proceed = threading.Event()
+
+    def sleep(_: float) -> None:
+        proceed.wait(WAIT)
+
+    queue = NotificationQueue([WebhookNotifier(webhook.url, SECRET)], max_attempts=5, sleep=sleep)
+    queue.start()
+    try:
+        queue.submit(Notification.for_text("Zofia Canary left by door-1"))
+        _wait_for(lambda: len(webhook.received) == 1, "the first, failed attempt")
+        queue.submit(Notification.for_text("p-canary1 not arrived"))
+        queue.submit(Notification.for_text("door-2 offline"))
+        dropped = queue.discard(lambda item: item.names("p-canary1", "Zofia Canary"))
+        assert dropped == 2
+        proceed.set()
+        _wait_for(lambda: queue.stats()["webhook"].delivered == 1, "the notification naming nobody")
+    finally:
+        proceed.set()
+        assert queue.stop(WAIT)
+    assert [body["text"] for body in webhook.bodies()] == ["Zofia Canary left by door-1", "door-2 offline"]
