@@ -1,9 +1,10 @@
 """The ``rollcall bench`` command (``make bench``): figures and ratios against a baseline measured in the same run.
 
 Targets: ``wire`` (strict decoding), ``edge`` (the recognition pipeline), ``link`` (outbox drain and latency),
-``hub`` (ingest), ``site`` (a day of 100 doors and 10,000 people), ``agent`` (workstation agent), ``tui`` (presence board), ``flood`` (a good door's acks while
-another publisher floods the hub) and ``soak`` (every process for N minutes, memory growth per hour); each lives
-in its own module here and is run by ``rollcall.bench.runner``. See docs/benchmarks.md.
+``hub`` (ingest), ``site`` (a day of 100 doors and 10,000 people: ingest, sign-off, a month's report, presence,
+memory), ``agent`` (workstation agent), ``tui`` (presence board), ``flood`` (a good door's acks while another
+publisher floods the hub) and ``soak`` (every process for N minutes, memory growth per hour); each lives in its own
+module here and is run by ``rollcall.bench.runner``. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
