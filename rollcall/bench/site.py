@@ -256,9 +256,9 @@ def _sender_main(
     morning = _at(28.75)  # 04:45, after the 04:00 day start
     conn.recv()
     clock_cell.value = max(clock_cell.value, morning)
-    at = datetime.fromtimestamp(morning, UTC)
+    reported = datetime.fromtimestamp(morning, UTC)
     for device in seqs:
-        health = wire.Health(device=device, at=at, uptime_s=86_400.0, fps=10.0, cpu_percent=30.0, outbox_depth=0)
+        health = wire.Health(device=device, at=reported, uptime_s=86_400.0, fps=10.0, cpu_percent=30.0, outbox_depth=0)
         link.publish(topics.device_health(device), health, qos=1).wait_for_publish(30)
     conn.send(morning)
     link.stop()

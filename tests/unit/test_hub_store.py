@@ -30,6 +30,7 @@ from hub.store import (
     migrate,
     open_database,
 )
+from hub.store.schema import transaction
 from tests.helpers.factories import make_event
 
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
@@ -676,3 +677,32 @@ def test_presence_attendance_and_audit_round_trip(store: HubStore) -> None:
     audit_id = store.audit("supervisor", "device.rename", DEVICE, {"to": "Front door"}, NOW)
     [entry] = store.audit_log(DEVICE)
     assert entry["id"] == audit_id and entry["details"] == {"to": "Front door"} and entry["at"] == NOW
+
+
+def test_write_batch_commits_its_writes_once_and_a_failing_inner_write_only_undoes_itself(
+    store: HubStore, paths: Paths
+) -> None:
+    person = store.add_person("Batch Person", NOW)
+    other = sqlite3.connect(paths.database)
+    with store.write_batch():
+        store.set_presence(person, "in", NOW, "door-1", None, NOW)
+        store.set_meta("batch:a", "1")
+        # A nested batch joins the outer one; the failing transaction inside it is a savepoint.
+        with pytest.raises(StoreError), store.write_batch(), transaction(store.db) as tx:
+            tx.execute("INSERT INTO meta (key, value) VALUES ('batch:b', '2')")
+            raise StoreError("this inner write fails")
+        # Not committed yet: another connection sees none of it.
+        assert other.execute("SELECT COUNT(*) FROM presence").fetchone()[0] == 0
+    assert other.execute("SELECT state FROM presence WHERE person_id = ?", (person,)).fetchone()[0] == "in"
+    assert store.get_meta("batch:a") == "1"
+    assert store.get_meta("batch:b") is None  # rolled back to its savepoint, the rest kept
+
+
+def test_write_batch_rolls_back_everything_when_it_fails(store: HubStore) -> None:
+    person = store.add_person("Batch Person", NOW)
+    with pytest.raises(RuntimeError), store.write_batch():
+        store.set_presence(person, "in", NOW, "door-1", None, NOW)
+        raise RuntimeError("the batch fails")
+    assert store.presence() == []
+    store.set_meta("after", "x")  # the connection is usable again, out of any transaction
+    assert not store.db.conn.in_transaction
