@@ -19,7 +19,7 @@ from hub.domain.presence import (
     apply_sighting,
     expire,
 )
-from hub.store import ReceivedEvent
+from hub.store import Device, ReceivedEvent
 
 log = logging.getLogger("rollcall.hub")
 
@@ -95,9 +95,19 @@ class PresenceBoard:
 
         ``events`` must be those that may count (see :class:`EventWindow`): the caller leaves the others out.
         """
+        with self.context.store.write_batch():  # one commit for the batch's presence and attendance rows
+            changed = self._apply_events(events, inserted, now, roles)
+        if changed:
+            self.publish(now)
+
+    def _apply_events(
+        self, events: list[ReceivedEvent], inserted: set[str], now: datetime, roles: dict[str, Role]
+    ) -> bool:
+        """Presence and attendance after the events; whether anyone's presence changed."""
         store = self.context.store
         changed = False
         days: set[tuple[str, date]] = set()
+        devices = store.list_devices()
         for received in sorted(events, key=lambda r: r.event.at):
             event = received.event
             if event.event_id not in inserted or event.person_id is None:
@@ -113,15 +123,15 @@ class PresenceBoard:
                 changed = True
             days.add((event.person_id, local_day(event.at, self.attendance_rules)))
         for person_id, day in days:
-            self.recompute_attendance(person_id, day, now, roles)
-        if changed:
-            self.publish(now)
+            self.recompute_attendance(person_id, day, now, roles, devices)
+        return changed
 
     def expire(self, now: datetime) -> None:
         """Mark out whoever was not seen for the presence timeout; publish the board when someone was."""
         timed_out = expire(self._presence.values(), now, self.presence_rules)
-        for state in timed_out:
-            self._store(state, None, now)
+        with self.context.store.write_batch():
+            for state in timed_out:
+                self._store(state, None, now)
         if timed_out:
             self.publish(now)
 
@@ -133,9 +143,17 @@ class PresenceBoard:
     # --- attendance --------------------------------------------------------------------------------------------------
 
     def recompute_attendance(
-        self, person_id: str, day: date, now: datetime, roles: dict[str, Role] | None = None
+        self,
+        person_id: str,
+        day: date,
+        now: datetime,
+        roles: dict[str, Role] | None = None,
+        devices: list[Device] | None = None,
     ) -> None:
-        """Recompute one person's day from its stored sightings (order-independent, so late events just work)."""
+        """Recompute one person's day from its stored sightings (order-independent, so late events just work).
+
+        ``roles`` and ``devices`` as the caller read them for many people at once; read here when not given.
+        """
         store = self.context.store
         roles = roles if roles is not None else self.roles()
         start, end = day_bounds(day, self.attendance_rules)
@@ -145,7 +163,7 @@ class PresenceBoard:
                 person_id, start, end, max_ahead_s=self.window.max_ahead.total_seconds()
             )
         ]
-        devices = store.list_devices()
+        devices = devices if devices is not None else store.list_devices()
         delivered = {d.id: d.delivered for d in devices if d.delivered is not None}
         retired = {d.id for d in devices if d.retired_at is not None}
         for result in compute_days(sightings, roles, self.attendance_rules, now, delivered, retired):
@@ -180,13 +198,15 @@ class PresenceBoard:
         delivered = {d.id: d.delivered for d in devices if d.delivered is not None}
         retired = {d.id for d in devices if d.retired_at is not None}
         finals: dict[date, bool] = {}
-        for person_id, day, updated_at in pending:
-            if day not in finals:
-                finals[day] = day_is_final(day, roles, rules, now, delivered, retired)
-            # A day that cannot be final yet is recomputed once after its end (a forgotten check-out shows), then
-            # left alone until a device catches up: a dead device must not cost a recompute of everyone every pass.
-            if finals[day] or updated_at < day_bounds(day, rules)[1]:
-                self.recompute_attendance(person_id, day, now, roles)
+        with store.write_batch():  # one commit for the sweep, not one per person
+            for person_id, day, updated_at in pending:
+                if day not in finals:
+                    finals[day] = day_is_final(day, roles, rules, now, delivered, retired)
+                # A day that cannot be final yet is recomputed once after its end (a forgotten check-out shows), then
+                # left alone until a device catches up: a dead device must not cost a recompute of everyone every
+                # pass.
+                if finals[day] or updated_at < day_bounds(day, rules)[1]:
+                    self.recompute_attendance(person_id, day, now, roles, devices)
         signed = len(pending) - len(store.unsigned_days(ended_before))
         if signed:
             log.info("sign-off: %d of %d open past days are final", signed, len(pending))

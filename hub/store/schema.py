@@ -323,7 +323,41 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
     store) waits here instead of nesting into the first one's transaction.
     """
     with _connection_lock(db):
-        yield from _in_transaction(db.conn)
+        if db.__dict__.get("_rollcall_write_batch"):
+            yield from _in_savepoint(db.conn)  # inside write_batch: one commit at its end
+        else:
+            yield from _in_transaction(db.conn)
+
+
+@contextlib.contextmanager
+def write_batch(db: sqlite_utils.Database) -> Iterator[None]:
+    """Many writes, one commit: every :func:`transaction` inside (on this thread) joins this one as a savepoint.
+
+    With ``synchronous=FULL`` every commit costs a sync of the WAL; derived rows the hub writes by the hundred
+    (presence and attendance after a batch of events, the sign-off sweep) are committed together. A failing inner
+    transaction rolls back to its savepoint only; an exception out of the batch rolls back all of it.
+    """
+    with _connection_lock(db):
+        if db.__dict__.get("_rollcall_write_batch"):
+            yield  # already in one: join it
+            return
+        db.__dict__["_rollcall_write_batch"] = True
+        try:
+            with contextlib.contextmanager(_in_transaction)(db.conn):
+                yield
+        finally:
+            db.__dict__["_rollcall_write_batch"] = False
+
+
+def _in_savepoint(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("SAVEPOINT rollcall_joined")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK TO rollcall_joined")
+        conn.execute("RELEASE rollcall_joined")
+        raise
+    conn.execute("RELEASE rollcall_joined")
 
 
 def _in_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:

@@ -30,6 +30,7 @@ from hub.store import (
     migrate,
     open_database,
 )
+from hub.store.schema import transaction
 from tests.helpers.factories import make_event
 
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
@@ -762,3 +763,32 @@ def test_retention_runs_at_the_set_site_local_time_and_removes_only_what_is_past
     assert [d.reason for d in store.dead_letters()] == ["new"]
     assert sorted(row["action"] for row in store.audit_log()) == ["person.add", "person.erase"]
     assert set(retention.purge(store, cut, dry_run=True).values()) == {0}
+
+
+def test_write_batch_commits_its_writes_once_and_a_failing_inner_write_only_undoes_itself(
+    store: HubStore, paths: Paths
+) -> None:
+    person = store.add_person("Batch Person", NOW)
+    other = sqlite3.connect(paths.database)
+    with store.write_batch():
+        store.set_presence(person, "in", NOW, "door-1", None, NOW)
+        store.set_meta("batch:a", "1")
+        # A nested batch joins the outer one; the failing transaction inside it is a savepoint.
+        with pytest.raises(StoreError), store.write_batch(), transaction(store.db) as tx:
+            tx.execute("INSERT INTO meta (key, value) VALUES ('batch:b', '2')")
+            raise StoreError("this inner write fails")
+        # Not committed yet: another connection sees none of it.
+        assert other.execute("SELECT COUNT(*) FROM presence").fetchone()[0] == 0
+    assert other.execute("SELECT state FROM presence WHERE person_id = ?", (person,)).fetchone()[0] == "in"
+    assert store.get_meta("batch:a") == "1"
+    assert store.get_meta("batch:b") is None  # rolled back to its savepoint, the rest kept
+
+
+def test_write_batch_rolls_back_everything_when_it_fails(store: HubStore) -> None:
+    person = store.add_person("Batch Person", NOW)
+    with pytest.raises(RuntimeError), store.write_batch():
+        store.set_presence(person, "in", NOW, "door-1", None, NOW)
+        raise RuntimeError("the batch fails")
+    assert store.presence() == []
+    store.set_meta("after", "x")  # the connection is usable again, out of any transaction
+    assert not store.db.conn.in_transaction
