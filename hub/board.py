@@ -45,6 +45,8 @@ class PresenceBoard:
             signoff_after=timedelta(minutes=config.attendance.signoff_after_min),
             last_out=config.attendance.last_out,
             scheduled_end=config.attendance.scheduled_end,
+            first_in_photo=config.attendance.first_in_photo,
+            first_in_photo_window=timedelta(minutes=config.attendance.first_in_photo_window_min),
         )
         self.window = EventWindow(
             max_ahead=timedelta(seconds=config.attendance.max_clock_ahead_s),
@@ -114,7 +116,9 @@ class PresenceBoard:
                 continue
             if store.get_person(event.person_id) is None:
                 continue  # a gallery older than a removal: the event is kept, but it names nobody we know
-            sighting = Sighting(event.event_id, event.device, event.person_id, event.at, event.type, event.has_snapshot)
+            sighting = Sighting(
+                event.event_id, event.device, event.person_id, event.at, event.type, event.has_snapshot, event.quality
+            )
             role = roles.get(event.device, "both")
             before = self._presence.get(event.person_id)
             after = apply_sighting(before, sighting, role, self.presence_rules)
@@ -158,8 +162,8 @@ class PresenceBoard:
         roles = roles if roles is not None else self.roles()
         start, end = day_bounds(day, self.attendance_rules)
         sightings = [
-            Sighting(event_id, device, person_id, at, "left" if kind == "left" else "seen", has_snapshot)
-            for event_id, device, kind, at, has_snapshot in store.sightings(
+            Sighting(event_id, device, person_id, at, "left" if kind == "left" else "seen", has_snapshot, quality)
+            for event_id, device, kind, at, has_snapshot, quality in store.sightings(
                 person_id, start, end, max_ahead_s=self.window.max_ahead.total_seconds()
             )
         ]

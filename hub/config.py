@@ -143,6 +143,11 @@ class AttendanceSettings(Section):
     """What a forgotten check-out records as the last out: nothing, the last sighting, or `scheduled_end`."""
     scheduled_end: time = time(17, 0)
     """Local end of the working day, the last out of a forgotten check-out under `last_out = "scheduled_end"`."""
+    first_in_photo: Literal["earliest", "best_within"] = "earliest"
+    """The photo of a day's first in: the arrival's own (`earliest`), or the best face quality among the person's
+    snapshots within `first_in_photo_window_min` after it (`best_within`); the first-in time stays the arrival's."""
+    first_in_photo_window_min: Annotated[int, Field(ge=0, le=24 * 60)] = 5
+    """How long after the arrival a better first-in photo may be taken (`first_in_photo = "best_within"`)."""
     presence_timeout_h: Annotated[float, Field(gt=0, le=72)] = 12.0
     """Someone not seen leaving is marked out this long after their last sighting."""
     max_clock_ahead_s: Annotated[int, Field(ge=0, le=24 * 3600)] = 300

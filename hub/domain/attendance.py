@@ -16,6 +16,8 @@ from hub.domain.zones import site_zone
 
 LastOutPolicy = Literal["none", "last_sighting", "scheduled_end"]
 LAST_OUT_POLICIES: Final[tuple[LastOutPolicy, ...]] = ("none", "last_sighting", "scheduled_end")
+FirstInPhotoPolicy = Literal["earliest", "best_within"]
+FIRST_IN_PHOTO_POLICIES: Final[tuple[FirstInPhotoPolicy, ...]] = ("earliest", "best_within")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,10 @@ class AttendanceRules:
     ``none`` (nothing; time counts up to the last sighting), ``last_sighting`` (the last sighting, time up to it) or
     ``scheduled_end`` (the local time ``scheduled_end`` of that day, or the last sighting when that is later).
     The day keeps ``forgot_checkout`` whichever policy applies, also once it is final.
+    ``first_in_photo``: which photo shows the arrival: ``earliest`` (the arrival's own snapshot, or the nearest
+    within ``photo_within`` at that door) or ``best_within`` (the snapshot with the highest face quality among the
+    person's sightings from the arrival to ``first_in_photo_window`` after it, at any door; the earliest's on a tie).
+    The first-in time is the earliest arrival under both.
     """
 
     timezone: str
@@ -45,15 +51,23 @@ class AttendanceRules:
     signoff_after: timedelta = timedelta(0)
     last_out: LastOutPolicy = "none"
     scheduled_end: time = time(17, 0)
+    first_in_photo: FirstInPhotoPolicy = "earliest"
+    first_in_photo_window: timedelta = timedelta(minutes=5)
 
     def __post_init__(self) -> None:
         site_zone(self.timezone)
         if self.day_starts_at.tzinfo is not None or self.scheduled_end.tzinfo is not None:
             raise ValueError("day_starts_at and scheduled_end are local wall-clock times: give them without a tzinfo")
-        if min(self.settle_out_after, self.photo_within, self.signoff_after) < timedelta(0):
-            raise ValueError("settle_out_after, photo_within and signoff_after must not be negative")
+        if min(self.settle_out_after, self.photo_within, self.signoff_after, self.first_in_photo_window) < timedelta(0):
+            raise ValueError(
+                "settle_out_after, photo_within, signoff_after and first_in_photo_window must not be negative"
+            )
         if self.last_out not in LAST_OUT_POLICIES:
             raise ValueError(f"last_out must be one of {', '.join(LAST_OUT_POLICIES)}, got {self.last_out!r}")
+        if self.first_in_photo not in FIRST_IN_PHOTO_POLICIES:
+            raise ValueError(
+                f"first_in_photo must be one of {', '.join(FIRST_IN_PHOTO_POLICIES)}, got {self.first_in_photo!r}"
+            )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -200,7 +214,10 @@ def compute_days(
       ``retired`` ones delivered past its end.
     - Photos: ``first_in_event``/``last_out_event`` name the arrival/departure sighting itself when it has a
       snapshot, else the nearest sighting (by time, then earlier, then event id) of the same person at the same
-      device within ``photo_within`` that has one, else the sighting itself (the hub finds no photo for it).
+      device within ``photo_within`` that has one, else the sighting itself (the hub finds no photo for it). Under
+      the ``best_within`` first-in photo policy, ``first_in_event`` is instead the sighting with a snapshot and the
+      highest ``quality`` from the arrival to ``first_in_photo_window`` after it (any door; an unknown quality
+      counts lowest; on a tie the earlier, then by event id), unless the earliest policy's photo is at least as good.
 
     A shift that crosses ``day_starts_at`` splits into two days: the first ends inside (a forgotten check-out,
     counted up to its last sighting), the second begins with an exit (no arrival, no time). Sites with night shifts
@@ -234,6 +251,24 @@ def _photo(marker: Sighting, group: list[Sighting], rules: AttendanceRules) -> s
     # nearest in time; the marker itself first on a tie, then the earlier, then by event id (order-independent)
     best = min(candidates, key=lambda s: (abs(s.at - marker.at), s.event_id != marker.event_id, s.at, s.event_id))
     return best.event_id
+
+
+def _first_in_photo(first_in: Sighting, group: list[Sighting], rules: AttendanceRules) -> str:
+    """The event whose snapshot shows the arrival, by the rules' first-in photo policy."""
+    earliest = _photo(first_in, group, rules)
+    if rules.first_in_photo == "earliest":
+        return earliest
+    until = first_in.at + rules.first_in_photo_window
+    candidates = [s for s in group if s.has_snapshot and first_in.at <= s.at <= until]
+    chosen = next((s for s in group if s.event_id == earliest and s.has_snapshot), None)
+    for s in sorted(candidates, key=lambda s: (s.at, s.event_id)):
+        if chosen is None or _quality(s) > _quality(chosen):
+            chosen = s  # strictly better only: on a tie the earliest photo stays
+    return chosen.event_id if chosen is not None else earliest
+
+
+def _quality(sighting: Sighting) -> float:
+    return -1.0 if sighting.quality is None else sighting.quality
 
 
 def _compute_day(
@@ -278,7 +313,7 @@ def _compute_day(
         person_id=person_id,
         day=day,
         first_in=first_in.at if first_in else None,
-        first_in_event=_photo(first_in, group, rules) if first_in else None,
+        first_in_event=_first_in_photo(first_in, group, rules) if first_in else None,
         last_out=recorded_out,
         last_out_event=out_event,
         minutes_on_site=on_site // timedelta(minutes=1),
