@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Literal
 
+from hub.alerts.morning import ForgottenCheckout
 from hub.alerts.rules import DeviceFacts, PersonFacts, WorkstationFacts
 from hub.board import PresenceBoard
 from hub.context import HubContext
-from hub.domain.attendance import local_day
+from hub.domain.attendance import AttendanceRules, local_day
 from hub.store import HubStore
 
 
@@ -115,3 +116,22 @@ class SiteFacts:
                 if photo:
                     photos.append((f"{name}, first in {first_in}", photo))
         return "\n".join(lines), photos
+
+    def attendance_rules(self) -> AttendanceRules:
+        """How the site's attendance days run (time zone, day start), as the presence board applies them."""
+        return self.board.attendance_rules
+
+    def forgotten_checkouts(self, day: date, now: datetime) -> list[ForgottenCheckout]:
+        """Who forgot to check out on ``day`` (a past attendance day), by the stored outcome ``forgot_checkout``.
+
+        Runs the sign-off sweep first, so a day that ended moments ago has been computed after its end (that is when
+        a forgotten check-out shows) and is final if it can be.
+        """
+        self.board.sign_off(now)
+        store = self.context.store
+        names = {p.id: p.name for p in store.list_people()}
+        return [
+            ForgottenCheckout(row.person_id, names.get(row.person_id), row.first_in, row.final)
+            for row in store.attendance(day)
+            if row.status == "forgot_checkout"
+        ]
