@@ -86,6 +86,22 @@ class DeviceOfflineRule:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceSilentRule:
+    """A door device (not retired) the hub has heard nothing from (status, health, events) for ``after_min`` minutes.
+
+    Catches a device that is gone without a last will (unplugged for good, network cut at the switch); one whose
+    status is ``offline`` or ``stopped`` is left to ``device_offline``. The same
+    limit flags it ``silent`` in ``devices.list`` and the TUI. Resolves itself when the device speaks again; retire
+    a device taken out of service for good (``rollcall devices retire``).
+    """
+
+    enabled: bool = True
+    severity: Severity = "warning"
+    only_during_work: bool = False
+    after_min: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class BacklogRule:
     """A device whose outbox is too deep or whose oldest unacked event is too old (latest health report).
 
@@ -128,6 +144,22 @@ class HealthRule:
     disk_free_mb_min: float = 500.0
 
 
+@dataclass(frozen=True, slots=True)
+class ForgottenCheckoutRule:
+    """The morning report: at ``at`` (HH:MM, site-local) one alert names who forgot to check out the day before.
+
+    "The day before" is the attendance day before the current one (see ``attendance.day_starts_at``), computed by
+    the sign-off sweep; the alert says whether that day is signed off yet. Once per day (the last day reported is
+    kept in the hub's file, so a restart does not repeat it); a day with no forgotten check-out raises nothing.
+    Off by default: it names people and goes to the notifiers, so a site opts in. It resolves itself a day later.
+    """
+
+    enabled: bool = False
+    severity: Severity = "info"
+    only_during_work: bool = False
+    at: str = "09:00"
+
+
 RuleSettings: TypeAlias = (
     UnknownFaceRule
     | ExitDuringWorkRule
@@ -137,7 +169,11 @@ RuleSettings: TypeAlias = (
     | BacklogRule
     | WorkstationIdleRule
     | HealthRule
+    | ForgottenCheckoutRule
 )
+
+CLOCK_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+"""A wall-clock time setting, ``HH:MM`` (24-hour)."""
 
 
 def _check_settings(name: str, settings: RuleSettings) -> None:
@@ -147,6 +183,9 @@ def _check_settings(name: str, settings: RuleSettings) -> None:
         if isinstance(f.default, bool):
             if not isinstance(value, bool):
                 raise ValueError(f"{where}: must be true or false, got {value!r}")
+        elif isinstance(f.default, str) and f.name == "at":
+            if not isinstance(value, str) or not CLOCK_TIME.match(value):
+                raise ValueError(f"{where}: must be a time of day 'HH:MM' (e.g. '09:00'), got {value!r}")
         elif f.name == "severity":
             if value not in SEVERITIES:
                 raise ValueError(f"{where}: must be 'info', 'warning' or 'critical', got {value!r}")
@@ -168,9 +207,11 @@ class AlertRules:
     absent: AbsentRule = AbsentRule()
     late_arrival: LateArrivalRule = LateArrivalRule()
     device_offline: DeviceOfflineRule = DeviceOfflineRule()
+    device_silent: DeviceSilentRule = DeviceSilentRule()
     backlog: BacklogRule = BacklogRule()
     workstation_idle: WorkstationIdleRule = WorkstationIdleRule()
     health: HealthRule = HealthRule()
+    forgotten_checkout: ForgottenCheckoutRule = ForgottenCheckoutRule()
 
     def __post_init__(self) -> None:
         for f in fields(self):

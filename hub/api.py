@@ -13,7 +13,7 @@ import base64
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, cast
 
@@ -22,11 +22,13 @@ from ulid import ULID
 
 from edge.protocol import wire
 from edge.protocol.times import iso_utc
+from hub.alert_settings import AlertRules
 from hub.alerts.book import to_wire
 from hub.alerts.runtime import Alerting
 from hub.alerts.schedule import is_work_time
 from hub.board import PresenceBoard
 from hub.context import HubContext
+from hub.domain.attendance import local_day
 from hub.enrol import AssessPhotos, EnrolmentWorker, OutsideImportDir, confine_to, confined_photo_paths
 from hub.galleries import GalleryPublisher
 from hub.store import NotFound, StoreError
@@ -47,6 +49,7 @@ METHOD_ROLES: dict[str, Role] = {
     "snapshot.get": "viewer",
     "alerts.list": "viewer",
     "schedule.get": "viewer",
+    "site.info": "viewer",
     "agents.list": "viewer",
     "agents.activity": "viewer",
     "agents.files": "viewer",
@@ -62,6 +65,9 @@ METHOD_ROLES: dict[str, Role] = {
     # changes that erase data or change how the site is judged
     "people.remove": "admin",
     "schedule.set_mode": "admin",
+    "devices.retire": "admin",
+    "devices.rename": "admin",
+    "devices.set_role": "admin",
 }
 """The least role each method of :class:`RequestHandler` needs (a test checks every method is listed)."""
 
@@ -155,6 +161,7 @@ class RequestHandler:
         self.person_erased = person_erased
         self.assess_photos = assess_photos
         self.worker = worker
+        self._silent_after_min = AlertRules.from_dict(context.config.alerts).device_silent.after_min
         self.methods: dict[str, Method] = {
             "people.list": self.people_list,
             "people.add": self.people_add,
@@ -166,9 +173,13 @@ class RequestHandler:
             "attendance.day": self.attendance_day,
             "events.recent": self.events_recent,
             "devices.list": self.devices_list,
+            "devices.retire": self.devices_retire,
+            "devices.rename": self.devices_rename,
+            "devices.set_role": self.devices_set_role,
             "snapshot.get": self.snapshot_get,
             "alerts.list": self.alerts_list,
             "schedule.get": self.schedule_get,
+            "site.info": self.site_info,
             "agents.list": self.agents_list,
             "agents.activity": self.agents_activity,
             "agents.files": self.agents_files,
@@ -281,13 +292,21 @@ class RequestHandler:
 
     def people_remove(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         person_id = _text(params, "person_id")
+        before = self.store.get_person(person_id)
+        if before is None:
+            raise NotFound(f"no person {person_id!r}")
+        # The alert book first: the erasure's compaction then also clears the pages of the book that named them.
+        alerts = self.alerting.forget_person(person_id, before.name, now)
         report = self.store.erase_person(person_id, now, actor=actor)
         self.person_erased(person_id, now)
+        self.alerting.refresh_texts(now)
         return {
             "person_id": person_id,
             "templates": report.templates,
             "snapshots": report.snapshots,
             "events": report.events,
+            "alerts": alerts,
+            "backups": report.backups,
         }
 
     def people_enrol_photos(self, params: dict[str, JsonValue], actor: str, now: datetime) -> Deferred:
@@ -367,6 +386,7 @@ class RequestHandler:
                 "last_out": iso_utc(row.last_out),
                 "hours": round(row.present_s / 3600, 2),
                 "status": row.status,
+                "final": row.final,
                 "first_in_event": row.first_in_event,
                 "last_out_event": row.last_out_event,
             }
@@ -393,11 +413,59 @@ class RequestHandler:
                 "gallery_version": d.gallery_version,
                 "gallery_sent_version": d.gallery_sent_version,
                 "model_pack": d.model_pack,
-                "delivered_through": iso_utc(d.delivered_through),
+                "delivered_through": iso_utc(d.delivered),
                 "health": d.health,
+                "retired_at": iso_utc(d.retired_at),
+                "silent": self._silent(d.last_seen, d.retired_at, now),
             }
             for d in self.store.list_devices()
         ]
+
+    def _silent(self, last_seen: datetime | None, retired_at: datetime | None, now: datetime) -> bool:
+        """Not heard from for longer than ``hub.device_silent_after_min`` (a retired device is never silent)."""
+        limit = timedelta(minutes=self._silent_after_min)
+        return retired_at is None and (last_seen is None or now - last_seen > limit)
+
+    def _device(self, params: dict[str, JsonValue]) -> str:
+        device = _text(params, "device")
+        if self.store.get_device(device) is None:
+            raise RequestError("not_found", f"no device {device!r} (see devices.list)")
+        return device
+
+    def devices_retire(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
+        """Take a device out of service (``retired: false`` puts it back): it holds no attendance day open."""
+        device = self._device(params)
+        retired = params.get("retired", True)
+        if not isinstance(retired, bool):
+            raise RequestError("bad_params", "parameter 'retired' must be true or false")
+        self.store.upsert_device(device, retired_at=now if retired else None)
+        self.store.audit(actor, "device.retire" if retired else "device.reinstate", None, {"device": device}, now)
+        self.board.sign_off(now)  # days it alone held open are final now
+        return {"device": device, "retired_at": iso_utc(now) if retired else None}
+
+    def devices_rename(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
+        """Give a device a display name (its id, in topics and certificates, stays)."""
+        device = self._device(params)
+        name = _text(params, "name")
+        self.store.upsert_device(device, name=name)
+        self.store.audit(actor, "device.rename", None, {"device": device, "name": name}, now)
+        return {"device": device, "name": name}
+
+    def devices_set_role(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
+        """Change which way a device's camera looks (entrance, exit or both); later days are judged by it."""
+        device = self._device(params)
+        role = _text(params, "role")
+        if role not in ("entrance", "exit", "both"):
+            raise RequestError("bad_params", f"parameter 'role' must be entrance, exit or both, got {role!r}")
+        if any(camera.device == device for camera in self.context.config.cameras):
+            raise RequestError(
+                "bad_params",
+                f"device {device!r} is listed under [[cameras]] in the hub config, which sets its role at every "
+                "start: change role there and restart the hub",
+            )
+        self.store.upsert_device(device, role=role)
+        self.store.audit(actor, "device.set_role", None, {"device": device, "role": role}, now)
+        return {"device": device, "role": role}
 
     def snapshot_get(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
         event_id = _text(params, "event_id")
@@ -446,6 +514,19 @@ class RequestHandler:
             "mode": ruleset.schedule.mode,
             "paused_until": iso_utc(ruleset.schedule.paused_until),
             "work_time_now": is_work_time(ruleset.schedule, now),
+        }
+
+    def site_info(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:
+        """What a console needs to show times as the hub judges them: site, time zone, day start, silence limit."""
+        config = self.context.config
+        day_start = config.attendance.day_starts_at
+        day = local_day(now, self.board.attendance_rules)
+        return {
+            "site": config.site.id,
+            "timezone": config.site.timezone,
+            "day_starts_at": day_start.strftime("%H:%M"),
+            "attendance_day": day.isoformat(),
+            "device_silent_after_min": self._silent_after_min,
         }
 
     def schedule_set_mode(self, params: dict[str, JsonValue], actor: str, now: datetime) -> JsonValue:

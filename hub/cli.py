@@ -26,7 +26,7 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_hub_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``rollcall hub run``, ``rollcall hub rotate-key`` and ``rollcall hub backup``."""
+    """``rollcall hub run``, ``rollcall hub rotate-key``, ``rollcall hub backup`` and ``rollcall hub purge``."""
     run = commands.add_parser("run", help="run the hub: ingest, presence, attendance, galleries, request API")
     _config_argument(run)
     run.set_defaults(handler=run_hub)
@@ -47,6 +47,12 @@ def add_hub_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     backup.add_argument("--quiet", action="store_true", help="no progress on stderr")
     _config_argument(backup)
     backup.set_defaults(handler=backup_hub)
+    purge = commands.add_parser(
+        "purge", help="delete what is older than the [retention] limits now (the hub does it daily at run_at)"
+    )
+    purge.add_argument("--dry-run", action="store_true", help="only list what would go, per kind, with the cut-offs")
+    _config_argument(purge)
+    purge.set_defaults(handler=purge_hub)
 
 
 def add_people_commands(roles: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,7 +80,10 @@ def add_report_commands(roles: argparse._SubParsersAction[argparse.ArgumentParse
     commands = report.add_subparsers(dest="report_command", metavar="COMMAND", required=True)
     attendance = commands.add_parser("attendance", help="first in, last out and hours per person per day")
     attendance.add_argument(
-        "--from", dest="start", type=date.fromisoformat, help="first day YYYY-MM-DD (default today)"
+        "--from",
+        dest="start",
+        type=date.fromisoformat,
+        help="first day YYYY-MM-DD (default: the current attendance day)",
     )
     attendance.add_argument("--to", dest="end", type=date.fromisoformat, help="last day YYYY-MM-DD (default --from)")
     attendance.add_argument("--format", choices=["csv", "json", "table"], default="table")
@@ -89,6 +98,58 @@ def add_report_commands(roles: argparse._SubParsersAction[argparse.ArgumentParse
     person.add_argument("person", help="person id (p-...) or exact name")
     _config_argument(person)
     person.set_defaults(handler=report_person)
+
+
+def add_device_commands(roles: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``rollcall devices list|retire|rename|set-role`` (through the running hub's API; changes need admin)."""
+    devices = roles.add_parser("devices", help="list, retire, rename door devices or change their role (asks the hub)")
+    commands = devices.add_subparsers(dest="devices_command", metavar="COMMAND", required=True)
+    listing = commands.add_parser("list", help="every door device: role, status, last seen, silent, retired")
+    listing.set_defaults(handler=devices_command, method="devices.list")
+    retire = commands.add_parser("retire", help="take a device out of service: it no longer holds days open")
+    retire.add_argument("device", help="device id")
+    retire.add_argument("--undo", action="store_true", help="put a retired device back into service")
+    retire.set_defaults(handler=devices_command, method="devices.retire")
+    rename = commands.add_parser("rename", help="give a device a display name (its id stays)")
+    rename.add_argument("device", help="device id")
+    rename.add_argument("name", help="the new display name")
+    rename.set_defaults(handler=devices_command, method="devices.rename")
+    role = commands.add_parser("set-role", help="change which way a device's camera looks")
+    role.add_argument("device", help="device id")
+    role.add_argument("role", choices=["entrance", "exit", "both"])
+    role.set_defaults(handler=devices_command, method="devices.set_role")
+    for parser in (listing, retire, rename, role):
+        _config_argument(parser)
+
+
+def devices_command(args: argparse.Namespace) -> int:
+    """``rollcall devices ...``: one request to the running hub, its answer printed."""
+    from edge.protocol.hub_client import HubRequestFailed, HubUnavailable
+
+    config = _load(args.config)
+    params: dict[str, Any] = {}
+    if args.method != "devices.list":
+        params["device"] = args.device
+    if args.method == "devices.retire":
+        params["retired"] = not args.undo
+    elif args.method == "devices.rename":
+        params["name"] = args.name
+    elif args.method == "devices.set_role":
+        params["role"] = args.role
+    try:
+        with _client(config) as client:
+            result = client.call(args.method, params)
+    except ValueError as exc:
+        return _fail(str(exc))
+    except (HubUnavailable, HubRequestFailed) as exc:
+        return _fail(str(exc), 1)
+    if args.method != "devices.list":
+        print(json.dumps(result))
+        return 0
+    for d in result:
+        flags = " ".join(f for f in ("retired" if d["retired_at"] else "", "SILENT" if d["silent"] else "") if f)
+        print(f"{d['device']:<24} {d['role']:<8} {d['status']:<8} last seen {d['last_seen'] or '-'}  {flags}")
+    return 0
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -200,8 +261,56 @@ def backup_hub(args: argparse.Namespace) -> int:
         return _fail(str(exc), 1)
     if shown[0] >= 0:
         print(file=sys.stderr)
+    register_backup(config.hub, report.path)
     print(f"backed up {config.hub.database} to {report.path}: {report.bytes} bytes, quick_check ok")
     return 0
+
+
+def purge_hub(args: argparse.Namespace) -> int:
+    """``rollcall hub purge [--dry-run]``: the retention purge by hand, cut-offs shown in site-local time."""
+    from zoneinfo import ZoneInfo
+
+    from edge.protocol import wire
+    from hub import retention
+    from hub.store import HubStore, StoreError
+
+    config = _load(args.config)
+    zone = ZoneInfo(config.site.timezone)
+    now = wire.now_utc()
+    cut = retention.Cutoffs.at(now, config.retention)
+    try:
+        with HubStore.from_settings(config.hub, quick_check=False) as store:
+            counts = retention.purge(store, cut, dry_run=True)
+            for kind in retention.KINDS:
+                before = cut.by_kind[kind].astimezone(zone).isoformat(sep=" ", timespec="minutes")
+                print(f"{kind:<18} {counts[kind]:>8}  older than {before}")
+            if args.dry_run:
+                print(f"dry run: {sum(counts.values())} rows would go (nothing deleted)")
+                return 0
+            print(f"purging {sum(counts.values())} rows ...", file=sys.stderr, flush=True)
+            done = retention.purge(store, cut)
+            store.set_meta("retention_last_run", now.isoformat())
+    except StoreError as exc:
+        return _fail(str(exc))
+    print(f"purged {sum(done.values())} rows: " + ", ".join(f"{n} {kind}" for kind, n in done.items()))
+    return 0
+
+
+def register_backup(settings: Any, backup: Path) -> None:
+    """List a new backup in ``backups.list`` (erasures reach it) and erase from it anyone erased meanwhile."""
+    from edge.protocol import wire
+    from hub.store.erasure import BackupRegister, ErasureLedger
+    from hub.store.hub_store import erase_from_backup
+
+    BackupRegister(settings.data_dir).add(backup)
+    erase_from_backup(
+        backup,
+        settings.data_dir,
+        settings.key_file,
+        ErasureLedger(settings.data_dir).person_ids(),
+        wire.now_utc(),
+        actor="erasure-ledger",
+    )
 
 
 def _client(config: Any) -> Any:
@@ -328,9 +437,9 @@ def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> int:
     if fmt == "json":
         print(json.dumps(rows, indent=2, default=str))
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([row.get(c) for c in columns] for row in rows)
     else:
         widths = {c: max([len(c), *(len(str(r.get(c) or "")) for r in rows)]) for c in columns}
         print("  ".join(c.ljust(widths[c]) for c in columns))
@@ -341,15 +450,48 @@ def _emit(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> int:
 
 def report_attendance(args: argparse.Namespace) -> int:
     """``rollcall report attendance``."""
+    from datetime import datetime
+
+    from edge.protocol import wire
+    from hub.domain.attendance import AttendanceRules, local_day
     from hub.store.reports import attendance_rows
 
     config = _load(args.config)
-    start = args.start or date.today()
+    rules = AttendanceRules(config.site.timezone, day_starts_at=config.attendance.day_starts_at)
+    start = args.start or local_day(wire.now_utc(), rules)  # the current attendance day, not the calendar date
     end = args.end or start
     if end < start:
         return _fail("--to is before --from")
-    columns = ["day", "person_id", "name", "first_in", "last_out", "hours", "status"]
-    return _with_database(config, lambda db: _emit(attendance_rows(db, start, end), args.format, columns))
+    columns = ["day", "person_id", "name", "first_in", "last_out", "hours", "status", "final"]
+
+    # Stored times are fixed-width UTC text, so every time within the same UTC minute (second, for JSON) reads the
+    # same locally: a month of 10,000 people is 600,000 times but a few thousand distinct minutes.
+    precision = 19 if args.format == "json" else 16
+    seen: dict[str, str] = {}
+
+    def local(value: str | None) -> str | None:
+        """Site-local: ISO 8601 with the site's offset in JSON, ``YYYY-MM-DD HH:MM`` in tables and CSV."""
+        if not value:
+            return None
+        key = value[:precision]
+        text = seen.get(key)
+        if text is None:
+            at = datetime.fromisoformat(value).astimezone(rules.zone)
+            if args.format == "json":
+                text = at.isoformat(timespec="seconds")
+            else:
+                text = at.isoformat(sep=" ", timespec="minutes")[:16]  # YYYY-MM-DD HH:MM
+            seen[key] = text
+        return text
+
+    def emit(db: sqlite3.Connection) -> int:
+        rows = attendance_rows(db, start, end)
+        for row in rows:
+            row["first_in"], row["last_out"] = local(row["first_in"]), local(row["last_out"])
+            row["final"] = bool(row["final"])
+        return _emit(rows, args.format, columns)
+
+    return _with_database(config, emit)
 
 
 def report_events(args: argparse.Namespace) -> int:

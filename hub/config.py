@@ -32,13 +32,25 @@ class HubSettings(Section):
 
 
 class RetentionSettings(Section):
-    """How long personal data is kept; the hub purges older rows daily."""
+    """How long each kind of data is kept; the hub purges older rows once a day at ``run_at`` (site-local time)."""
 
+    run_at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = "03:30"
+    """When the daily purge runs, HH:MM on the site's clock (site.timezone); `rollcall hub purge` runs it by hand."""
     events_days: Annotated[int, Field(ge=1, le=3650)] = 180
     snapshots_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """Event snapshots (and whole-view snapshot captures), except the photos attendance shows."""
+    attendance_photos_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    """The snapshots that show a day's first in and last out (never longer than their event)."""
+    activity_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    """Workstation agents' activity batches."""
+    file_changes_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    """Workstation agents' change logs of watched folders."""
     screens_days: Annotated[int, Field(ge=1, le=3650)] = 7
+    """Screenshots; the hub stores none (they go straight to the supervisor who asked), kept for older configs."""
     dead_letters_days: Annotated[int, Field(ge=1, le=3650)] = 30
     """Dead letters (messages the hub could not use) older than this are purged."""
+    audit_days: Annotated[int, Field(ge=1, le=3650)] = 730
+    """The audit log; rows that record an erasure are kept (they name nobody)."""
 
 
 class IngestSettings(Section):
@@ -125,6 +137,17 @@ class AttendanceSettings(Section):
     """Local time a day begins: sightings before it belong to the previous day (night shifts: set it to noon)."""
     settle_out_after_min: Annotated[int, Field(ge=0, le=24 * 60)] = 30
     """A last-out (single `both` camera) is provisional until this long passes without a later sighting."""
+    signoff_after_min: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 30
+    """A past day is signed off (final) this long after it ends, once every active device delivered past its end."""
+    last_out: Literal["none", "last_sighting", "scheduled_end"] = "none"
+    """What a forgotten check-out records as the last out: nothing, the last sighting, or `scheduled_end`."""
+    scheduled_end: time = time(17, 0)
+    """Local end of the working day, the last out of a forgotten check-out under `last_out = "scheduled_end"`."""
+    first_in_photo: Literal["earliest", "best_within"] = "earliest"
+    """The photo of a day's first in: the arrival's own (`earliest`), or the best face quality among the person's
+    snapshots within `first_in_photo_window_min` after it (`best_within`); the first-in time stays the arrival's."""
+    first_in_photo_window_min: Annotated[int, Field(ge=0, le=24 * 60)] = 5
+    """How long after the arrival a better first-in photo may be taken (`first_in_photo = "best_within"`)."""
     presence_timeout_h: Annotated[float, Field(gt=0, le=72)] = 12.0
     """Someone not seen leaving is marked out this long after their last sighting."""
     max_clock_ahead_s: Annotated[int, Field(ge=0, le=24 * 3600)] = 300

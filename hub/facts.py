@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Literal
 
-from edge.protocol import wire
+from hub.alerts.morning import ForgottenCheckout
 from hub.alerts.rules import DeviceFacts, PersonFacts, WorkstationFacts
 from hub.board import PresenceBoard
 from hub.context import HubContext
-from hub.domain.attendance import local_day
+from hub.domain.attendance import AttendanceRules, local_day
 from hub.store import HubStore
 
 
@@ -34,9 +34,9 @@ class SiteFacts:
         self.board = board
 
     def devices(self, now: datetime) -> list[DeviceFacts]:
-        """Every door device's status and latest health figures."""
+        """Every door device's status and latest health figures (retired devices raise no alerts)."""
         facts = []
-        for device in self.context.store.list_devices():
+        for device in self.context.store.list_devices(retired=False):
             health = device.health or {}
             facts.append(
                 DeviceFacts(
@@ -92,23 +92,46 @@ class SiteFacts:
         return sum(1 for d in devices if d.status == "online"), len(devices)
 
     def attendance_answer(self, day: date | None) -> tuple[str, Sequence[tuple[str, bytes]]]:
-        """The day's attendance with first-in photos, for the Telegram bot.
+        """The day's attendance with first-in photos, for the Telegram bot (site-local times).
+
+        Without a day: the current attendance day (before ``attendance.day_starts_at`` that is yesterday's date).
 
         Runs on the bot's thread, so it opens a store of its own (WAL: readers never block the writer).
         """
-        day = day or wire.now_utc().date()
+        rules = self.board.attendance_rules
+        day = day or local_day(self.context.clock(), rules)  # the current attendance day, not the UTC date
         # quick_check off: the hub checked the file when it started, and this runs on every bot request.
         with HubStore.from_settings(self.context.config.hub, quick_check=False) as store:
             names = {p.id: p.name or p.id for p in store.list_people()}
             rows = store.attendance(day)
             photos: list[tuple[str, bytes]] = []
-            lines = [f"Attendance {day.isoformat()}:"] if rows else [f"No attendance on {day.isoformat()}."]
+            heading = f"Attendance {day.isoformat()} ({rules.timezone} time):"
+            lines = [heading] if rows else [f"No attendance on {day.isoformat()}."]
             for row in rows:
-                first_in = row.first_in.strftime("%H:%M") if row.first_in else "-"
-                last_out = row.last_out.strftime("%H:%M") if row.last_out else "-"
+                first_in = row.first_in.astimezone(rules.zone).strftime("%H:%M") if row.first_in else "-"
+                last_out = row.last_out.astimezone(rules.zone).strftime("%H:%M") if row.last_out else "-"
                 name = names.get(row.person_id, row.person_id)
-                lines.append(f"{name}: in {first_in} UTC, out {last_out} UTC, {row.present_s / 3600:.1f} h")
+                lines.append(f"{name}: in {first_in}, out {last_out}, {row.present_s / 3600:.1f} h")
                 photo = store.load_snapshot(row.first_in_event) if row.first_in_event and len(photos) < 10 else None
                 if photo:
-                    photos.append((f"{name}, first in {first_in} UTC", photo))
+                    photos.append((f"{name}, first in {first_in}", photo))
         return "\n".join(lines), photos
+
+    def attendance_rules(self) -> AttendanceRules:
+        """How the site's attendance days run (time zone, day start), as the presence board applies them."""
+        return self.board.attendance_rules
+
+    def forgotten_checkouts(self, day: date, now: datetime) -> list[ForgottenCheckout]:
+        """Who forgot to check out on ``day`` (a past attendance day), by the stored outcome ``forgot_checkout``.
+
+        Runs the sign-off sweep first, so a day that ended moments ago has been computed after its end (that is when
+        a forgotten check-out shows) and is final if it can be.
+        """
+        self.board.sign_off(now)
+        store = self.context.store
+        names = {p.id: p.name for p in store.list_people()}
+        return [
+            ForgottenCheckout(row.person_id, names.get(row.person_id), row.first_in, row.final)
+            for row in store.attendance(day)
+            if row.status == "forgot_checkout"
+        ]

@@ -11,7 +11,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from edge.protocol import wire
@@ -31,6 +31,9 @@ log = logging.getLogger("rollcall.hub")
 
 MAX_BATCH = 500
 CLOCK_SKEW_WARN_S = 30.0
+DRAINED_MARGIN = timedelta(minutes=2)
+"""A health report with an empty outbox proves delivery up to this long before its time (a ``left`` event is stamped
+when its track ends, a moment before it reaches the outbox)."""
 
 __all__ = ["MAX_BATCH", "HubCounters", "Ingest", "Queued"]
 
@@ -294,3 +297,5 @@ class Ingest:
             model_pack=payload.model_pack,
             gallery_version=payload.gallery_version or 0,
         )
+        if payload.outbox_depth == 0:  # everything stamped before (a margin for events still being made) is here
+            self.store.note_drained(device, min(payload.at, work.now) - DRAINED_MARGIN)

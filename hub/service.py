@@ -15,11 +15,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from edge.protocol import wire
 from edge.protocol.mqtt import MqttLink, Received
 from edge.runtime.systemd import SystemdNotifier
+from hub import retention
 from hub.alerts.runtime import Alerting
 from hub.api import RequestHandler
 from hub.batches import drain_batches
@@ -35,6 +37,9 @@ from hub.ingest import MAX_BATCH, HubCounters, Ingest
 from hub.store import DeadLetterLimits, HubStore
 
 log = logging.getLogger("rollcall.hub")
+
+SIGNOFF_EVERY_S = 60
+"""How often the writer runs the sign-off sweep over past days that are not final yet."""
 
 
 class HubService:
@@ -70,11 +75,15 @@ class HubService:
         kept = config.dead_letters
         store.dead_letter_limits = DeadLetterLimits(kept.samples_per_hour, kept.reasons_per_hour, kept.max_rows)
         self.enrolment = EnrolmentWorker(config.enrolment.max_waiting)
-        self._last_retention = float("-inf")
+        self._next_signoff = float("-inf")
         self.store_lock = threading.RLock()
         """Held by whoever uses the store: the writer thread, or a caller driving the hub by hand (tests, tools)."""
+        erased_again = store.reapply_erasures(clock())
+        if erased_again:
+            log.warning("%d people in the erasure ledger were in the database again and are erased", len(erased_again))
         for camera in config.cameras:
-            store.upsert_device(camera.device, name=camera.name or None, role=camera.role)
+            named = {"name": camera.name} if camera.name else {}  # else a name given with `devices rename` stays
+            store.upsert_device(camera.device, role=camera.role, **named)
         self.link = MqttLink(
             config.mqtt,
             client_id=config.mqtt.client_id_for("hub", config.hub.id),
@@ -137,6 +146,8 @@ class HubService:
                 "no [supervisors] table in the hub config: every supervisor name is admin (fine for a demo; on a "
                 'site list each one as [supervisors.<name>] role = "viewer" | "operator" | "admin")'
             )
+        with self.store_lock:
+            self.sign_off(self.clock())  # days that ended while the hub was down are signed off now
         self.link.start()
         self.alerting.start()
         self.enrolment.start()
@@ -206,21 +217,35 @@ class HubService:
                 if self.link.connected:
                     self.galleries.publish_if_dirty(now)
                 self.board.expire(now)
+                if time.monotonic() >= self._next_signoff:
+                    self.sign_off(now)
                 self.alerting.tick(now)
                 if self.link.connected:
                     self.homeassistant.publish_if_dirty(now)
-                if time.monotonic() - self._last_retention > 24 * 3600:
-                    self._last_retention = time.monotonic()
-                    retention = self.config.retention
-                    events, snapshots = self.store.purge(
-                        now - timedelta(days=retention.events_days),
-                        now - timedelta(days=retention.snapshots_days),
-                        now - timedelta(days=retention.dead_letters_days),
-                    )
-                    if events or snapshots:
-                        log.info("retention: %d events and %d snapshots purged", events, snapshots)
+                self.run_retention_if_due(now)
             except Exception:
                 log.exception("maintenance pass failed")
+
+    def sign_off(self, now: datetime) -> int:
+        """The sign-off sweep (at start-up and every ``SIGNOFF_EVERY_S``): past days become final without events."""
+        self._next_signoff = time.monotonic() + SIGNOFF_EVERY_S
+        try:
+            return self.board.sign_off(now)
+        except Exception:
+            log.exception("the sign-off sweep failed; it runs again in %d s", SIGNOFF_EVERY_S)
+            return 0
+
+    def run_retention_if_due(self, now: datetime) -> dict[str, int] | None:
+        """The daily purge, when the site's clock has passed ``retention.run_at`` since the last one; its counts."""
+        last = self.store.get_meta("retention_last_run")
+        zone = ZoneInfo(self.config.site.timezone)
+        if not retention.due(datetime.fromisoformat(last) if last else None, now, self.config.retention, zone):
+            return None
+        counts = retention.purge(self.store, retention.Cutoffs.at(now, self.config.retention))
+        self.store.set_meta("retention_last_run", now.isoformat())
+        if any(counts.values()):
+            log.info("retention: purged %s", ", ".join(f"{n} {kind}" for kind, n in counts.items() if n))
+        return counts
 
     # --- changes that several parts follow -------------------------------------------------------------------------
 

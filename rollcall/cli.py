@@ -159,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
             add_hub_commands(role_commands)
 
-    from hub.cli import add_people_commands, add_report_commands
+    from hub.cli import add_device_commands, add_people_commands, add_report_commands
 
     add_people_commands(roles)
+    add_device_commands(roles)
     add_report_commands(roles)
 
     from rollcall.models_cli import add_models_commands  # light: standard library only until a command runs

@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo
@@ -70,6 +70,7 @@ class RollcallApp(App[None]):
         export_dir: Path | None = None,
         issued_by: str = "tui",
         events_shown: int = 200,
+        day_starts_at: time = time(4, 0),
     ) -> None:
         super().__init__()
         self.live = live
@@ -83,6 +84,9 @@ class RollcallApp(App[None]):
         self.export_dir = export_dir or Path.cwd()
         self.issued_by = issued_by
         self.events_shown = events_shown
+        self.day_starts_at = day_starts_at
+        self.silent_after_min: float | None = None
+        self.site_info_from_hub = False
         self.current = "presence"
         self.hub_failing = False
         self.hub_error: str | None = None
@@ -289,11 +293,30 @@ class RollcallApp(App[None]):
 
     def refresh_all(self) -> None:
         """After (re)connecting: ask the hub for everything the live stream may have missed."""
+        self.request("site.info", then=self._site_info, quiet=True)
         for name in ("presence", "alerts", "devices"):
             self.views[name].load()
         if self.current not in ("presence", "alerts", "devices"):
             self.view().load()
         self._loaded.add(self.current)
+
+    def _site_info(self, result: Any) -> None:
+        """The hub's time zone, attendance day start and silence limit replace the local fallbacks."""
+        if not isinstance(result, dict):
+            return
+        try:
+            zone = ZoneInfo(str(result["timezone"]))
+            day_start = time.fromisoformat(str(result["day_starts_at"]))
+        except (KeyError, ValueError) as exc:  # an older hub: keep the config's values
+            self.log.warning(f"site.info not usable ({exc!r}); keeping the local time zone and day start")
+            return
+        silent = result.get("device_silent_after_min")
+        self.zone, self.day_starts_at = zone, day_start
+        self.silent_after_min = float(silent) if isinstance(silent, (int, float)) else None
+        self.site_info_from_hub = True
+        for view in self.views.values():
+            view.site_known()
+        self.view().redraw(force=True)
 
     def poll(self) -> None:
         """Every ``poll_s``: a cheap question keeps the hub's state fresh and notices when it answers again."""

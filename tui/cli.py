@@ -89,6 +89,7 @@ def run_tui(args: argparse.Namespace) -> int:
         export_dir=config.tui.export_dir,
         issued_by=f"tui:{_user()}",
         events_shown=config.tui.events_shown,
+        day_starts_at=config.tui.day_starts_at,
     )
     # Both links connect in the background: an unreachable broker shows in the UI and is retried, not fatal.
     live.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Annotated
 
 from pydantic import Field, model_validator
@@ -22,6 +23,10 @@ class TuiSettings(Section):
     """Where attendance CSV exports go; the current directory when unset."""
     events_shown: Annotated[int, Field(ge=10, le=500)] = 200
     """How many of the latest events the events screen keeps."""
+    day_starts_at: time = time(4, 0)
+    """Fallback only: the TUI asks the hub (`site.info`) for its `attendance.day_starts_at` and time zone and uses
+    these until the hub answers or when an older hub cannot tell (the Attendance screen opens on the current
+    attendance day: at 00:30 before a 04:00 start, that is the previous date)."""
 
 
 class SupervisorSettings(Section):

@@ -7,7 +7,7 @@ the clock and the site's time zone), never against the concrete app, so no view 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -40,7 +40,15 @@ class Console(Protocol):
 
     @property
     def zone(self) -> tzinfo:
-        """The site's time zone: every time on screen is local to it."""
+        """The site's time zone (the hub's, once it said): every time on screen is local to it."""
+
+    @property
+    def day_starts_at(self) -> time:
+        """Local time an attendance day begins (earlier times belong to the day before); the hub's, once it said."""
+
+    @property
+    def silent_after_min(self) -> float | None:
+        """Minutes without a word after which the hub calls a device silent (None until the hub said)."""
 
     @property
     def request_timeout_s(self) -> float:

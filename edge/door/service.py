@@ -298,7 +298,13 @@ class EdgeService(DeviceService):
                 self.gallery_store.save(data)
             except OSError as exc:
                 log.error("could not store the gallery on disk: %s", exc)
+        gone = set(self.pipeline.gallery.people) - set(gallery.people)
         self.pipeline.replace_gallery(gallery)  # one reference swap: the camera thread sees old or new, never half
+        if gone:
+            # People left the gallery (an erasure, say): their acked events and snapshots must not linger in the
+            # outbox's WAL (freed pages are zeroed by secure_delete). Unacked ones still go to the hub, which stores
+            # them without the person.
+            self.outbox.forget_delivered()
         self.status.gallery_error = None
         log.info("gallery version %s in use (%d people)", gallery.version, len(gallery))
 

@@ -255,6 +255,8 @@ class Outbox:
         conn.execute("PRAGMA foreign_keys=ON")
         # Truncate the WAL back to this size after checkpoints so a burst does not keep the disk it used.
         conn.execute("PRAGMA journal_size_limit=4194304")
+        # Zero what is deleted (acked events name people and carry their snapshots), so a freed page keeps no face.
+        conn.execute("PRAGMA secure_delete=ON")
         conn.execute("BEGIN IMMEDIATE")
         try:
             epoch = self._check_or_create(conn, was_empty)
@@ -636,6 +638,21 @@ class Outbox:
         with self._read() as conn:
             rows = conn.execute("PRAGMA integrity_check").fetchall()
         return "\n".join(str(row[0]) for row in rows)
+
+    def forget_delivered(self) -> bool:
+        """Checkpoint the WAL into the file and truncate it, so no copy of a deleted (acked) row is left in either.
+
+        With ``secure_delete`` the file's freed pages are zeroed; the WAL keeps older versions of pages until it is
+        reset, so this is what the door runs when people leave its gallery (an erasure). True when the checkpoint
+        completed (a reader can hold it back; the next call tries again).
+        """
+        with self._read() as conn:
+            try:
+                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                log.warning("outbox %s: could not checkpoint the WAL (%s)", self.path, exc)
+                return False
+        return bool(busy == 0)
 
     # --- lifetime ------------------------------------------------------------------------------------------------
 

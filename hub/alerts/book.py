@@ -282,6 +282,26 @@ class AlertBook:
             del self._alerts[alert_id]
         return len(gone)
 
+    def forget_person(self, person_id: str, name: str | None) -> list[AlertRecord]:
+        """Erasure: drop every alert about the person or naming them (subject or message); returns those dropped.
+
+        An alert is about them when its ``person_id`` or key names their id; it names them when the subject or
+        message holds their id or (non-empty) name. Their live episodes end with them.
+        """
+        needles = [person_id] + ([name] if name else [])
+        gone = [
+            a
+            for a in self._alerts.values()
+            if a.person_id == person_id
+            or person_id in a.key
+            or any(needle in a.subject or needle in a.message for needle in needles)
+        ]
+        for alert in gone:
+            del self._alerts[alert.alert_id]
+            if self._live.get(alert.key) == alert.alert_id:
+                del self._live[alert.key]
+        return gone
+
     # -- persistence --
 
     def to_dict(self) -> dict[str, object]:

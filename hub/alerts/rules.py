@@ -289,6 +289,23 @@ def evaluate_state(
             holds, off.only_during_work, "device_offline", d.device, off.severity, d.device, message, device=d.device
         )
 
+        quiet = rules.device_silent
+        silent_for = now - d.at if d.at is not None else None
+        holds = (  # an offline or stopped device is device_offline's: silent means gone without saying so
+            quiet.enabled
+            and d.status not in ("offline", "stopped")
+            and silent_for is not None
+            and silent_for > timedelta(minutes=quiet.after_min)
+        )
+        message = (
+            f"{d.device} silent since {_clock(d.at, schedule)} ({_minutes(silent_for)})"
+            if holds and d.at is not None and silent_for is not None
+            else f"{d.device} was heard from"
+        )
+        ev.emit(
+            holds, quiet.only_during_work, "device_silent", d.device, quiet.severity, d.device, message, device=d.device
+        )
+
         bl = rules.backlog
         if d.outbox_depth is not None or d.oldest_unacked_s is not None:
             deep = d.outbox_depth is not None and d.outbox_depth > bl.max_depth

@@ -16,12 +16,14 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
+from zoneinfo import ZoneInfo
 
 from edge.protocol import wire
 from edge.protocol.times import WEEKDAYS
 from hub.alert_settings import AlertRules
 from hub.alerts.book import AlertBook, AlertChange, AlertRecord
 from hub.alerts.history import RuleHistory, RuleSet
+from hub.alerts.morning import ForgottenCheckout, due_days, report, report_time
 from hub.alerts.rules import (
     Condition,
     DeviceFacts,
@@ -31,8 +33,9 @@ from hub.alerts.rules import (
     evaluate_event,
     evaluate_state,
 )
-from hub.alerts.schedule import parse_schedule
+from hub.alerts.schedule import is_paused, is_work_time, parse_schedule
 from hub.config import HubConfig
+from hub.domain.attendance import AttendanceRules
 from hub.notify import (
     Notification,
     NotificationChannel,
@@ -46,6 +49,8 @@ log = logging.getLogger("rollcall.hub.alerts")
 
 STATE_EVERY_S = 10.0
 KEEP_RESOLVED = timedelta(days=30)
+MORNING_REPORTED = "forgotten_checkout_reported"
+"""Meta key: the last attendance day the morning report of forgotten check-outs covered (ISO date; '' = none)."""
 
 
 def ruleset_from_config(config: HubConfig, version: int, valid_from: datetime) -> RuleSet:
@@ -117,6 +122,14 @@ class AlertFacts(Protocol):
 
     def attendance_answer(self, day: date | None) -> tuple[str, Sequence[tuple[str, bytes]]]:
         """The answer to the bot's ``/attendance`` (runs on the bot's thread)."""
+        ...
+
+    def attendance_rules(self) -> AttendanceRules:
+        """How the site's attendance days run (time zone, day start)."""
+        ...
+
+    def forgotten_checkouts(self, day: date, now: datetime) -> list[ForgottenCheckout]:
+        """Who forgot to check out on a past attendance day, once the sign-off sweep has computed it."""
         ...
 
 
@@ -213,6 +226,7 @@ class Alerting:
                     base_url=notify.telegram.base_url,
                     rules=tuple(notify.telegram.rules) if notify.telegram.rules else None,
                     min_severity=notify.telegram.min_severity,
+                    zone=ZoneInfo(self.config.site.timezone),
                 )
             )
         if notify.webhook.enabled:
@@ -223,6 +237,7 @@ class Alerting:
                     secret.encode(),
                     rules=tuple(notify.webhook.rules) if notify.webhook.rules else None,
                     min_severity=notify.webhook.min_severity,
+                    zone=ZoneInfo(self.config.site.timezone),
                 )
             )
         return found
@@ -307,9 +322,33 @@ class Alerting:
                 expected=frozenset(self.config.schedule.expected),
             )
             self._refresh_bot_texts(now)
-        self._apply(conditions, now)
+        reported, morning = self._morning_report(now)
+        self._apply(conditions + morning, now)
+        if reported is not None:  # after the alerts are saved: a restart neither repeats nor loses a report
+            self.journal.set_meta(MORNING_REPORTED, reported.isoformat())
         if self.book.prune(now - KEEP_RESOLVED):
             self._save()
+
+    def _morning_report(self, now: datetime) -> tuple[date | None, list[Condition]]:
+        """The reports of forgotten check-outs owed at ``now``, and the last day they cover (None: none owed).
+
+        Held back (not marked done) while the rule may not fire: a pause, or outside work time with
+        ``only_during_work``; a disabled rule forgets what it reported, so enabling it reports only the day before.
+        """
+        ruleset = self.history.in_force(now)
+        rule = ruleset.rules.forgotten_checkout
+        raw = self.journal.get_meta(MORNING_REPORTED)
+        if not rule.enabled:
+            if raw:
+                self.journal.set_meta(MORNING_REPORTED, "")
+            return None, []
+        days = due_days(now, date.fromisoformat(raw) if raw else None, report_time(rule), self.facts.attendance_rules())
+        schedule = ruleset.schedule
+        if not days or is_paused(schedule, now) or (rule.only_during_work and not is_work_time(schedule, now)):
+            return None, []
+        rules = self.facts.attendance_rules()
+        found = [report(day, self.facts.forgotten_checkouts(day, now), rule, rules, now) for day in days]
+        return days[-1], [condition for condition in found if condition is not None]
 
     def _refresh_bot_texts(self, now: datetime) -> None:
         inside = self.facts.inside(now)
@@ -344,6 +383,42 @@ class Alerting:
         self.publish_alert(alert)
         if change.kind == "opened":
             self.queue.submit(Notification.for_alert(alert))
+
+    # --- erasure -----------------------------------------------------------------------------------------------------
+
+    def forget_person(self, person_id: str, name: str | None, now: datetime) -> int:
+        """After an erasure: alerts about or naming the person leave the book, and queued notifications go.
+
+        Every dropped alert is published once more, resolved, with its subject and message replaced, so a TUI that
+        holds it replaces its copy. Returns the alerts dropped.
+        """
+        with self.store_lock:
+            gone = self.book.forget_person(person_id, name)
+            for alert in gone:
+                self.publish_alert(
+                    AlertBook.to_wire(
+                        replace(
+                            alert,
+                            subject="(erased)",
+                            message="about a person who was erased",
+                            person_id=None,
+                            state="resolved",
+                            resolved_at=now,
+                            live=False,
+                        )
+                    )
+                )
+            if gone:
+                self._save()
+            dropped = self.queue.discard(lambda item: item.names(person_id, name))
+            if dropped:
+                log.info("erasure: %d queued notifications dropped", dropped)
+        return len(gone)
+
+    def refresh_texts(self, now: datetime) -> None:
+        """Rebuild the bot's ``/who`` and ``/status`` answers now (after an erasure: without the person)."""
+        with self.store_lock:
+            self._refresh_bot_texts(now)
 
     # --- API ---------------------------------------------------------------------------------------------------------
 

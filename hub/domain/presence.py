@@ -29,6 +29,8 @@ class Sighting:
     """One named person at one door device at one time: the part of a wire ``Event`` that presence and attendance use.
 
     Only events that name a person become sightings (an unknown face has nobody to be present). ``at`` is kept in UTC.
+    ``quality`` is the event's face quality score (0..1, the best frame of the track; None when not known): the
+    ``best_within`` first-in photo policy picks by it.
     """
 
     event_id: str
@@ -37,6 +39,7 @@ class Sighting:
     at: datetime
     type: SightingType
     has_snapshot: bool
+    quality: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "at", as_utc(self.at, f"sighting {self.event_id}: at"))  # one clock for every record
@@ -55,6 +58,7 @@ def sighting_from_event(event: Event) -> Sighting | None:
         at=event.at,
         type=event.type,
         has_snapshot=event.has_snapshot,
+        quality=event.quality,
     )
 
 

@@ -42,6 +42,9 @@ class _Lane:
         self.cond = threading.Condition()
         self.thread: threading.Thread | None = None
         self.busy = False
+        self.current: Notification | None = None
+        self.cancelled: set[str] = set()
+        """Ids of notifications being delivered that :meth:`NotificationQueue.discard` dropped: no more attempts."""
         self.delivered = 0
         self.failed_attempts = 0
         self.retries = 0
@@ -133,6 +136,23 @@ class NotificationQueue:
             self.unwanted += 1
         return queued
 
+    def discard(self, unwanted: Callable[[Notification], bool]) -> int:
+        """Drop every queued notification for which ``unwanted`` is true (an erasure); returns how many.
+
+        One being delivered right now is not retried after its current attempt.
+        """
+        dropped = 0
+        for lane in self._lanes.values():
+            with lane.cond:
+                kept = [item for item in lane.items if not unwanted(item)]
+                dropped += len(lane.items) - len(kept)
+                lane.items.clear()
+                lane.items.extend(kept)
+                if lane.current is not None and unwanted(lane.current):
+                    lane.cancelled.add(lane.current.id)
+                    dropped += 1
+        return dropped
+
     def stats(self) -> dict[str, NotifierStats]:
         """A snapshot of every notifier's counters, by name."""
         result: dict[str, NotifierStats] = {}
@@ -187,11 +207,14 @@ class NotificationQueue:
                     return
                 item = lane.items.popleft()
                 lane.busy = True
+                lane.current = item
             try:
                 self._deliver(lane, item)
             finally:
                 with lane.cond:
                     lane.busy = False
+                    lane.current = None
+                    lane.cancelled.discard(item.id)
 
     def _deliver(self, lane: _Lane, item: Notification) -> None:
         name = lane.notifier.name
@@ -216,10 +239,16 @@ class NotificationQueue:
                 if self._stop.is_set():
                     return
                 with lane.cond:
+                    if item.id in lane.cancelled:
+                        return
+                with lane.cond:
                     lane.retries += 1
                 self._sleep(min(self.backoff_initial * 2 ** (attempt - 1), self.backoff_max))
                 if self._stop.is_set():
                     return
+                with lane.cond:
+                    if item.id in lane.cancelled:
+                        return
             else:
                 with lane.cond:
                     lane.delivered += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Literal, Protocol, TypeAlias
 
 from edge.protocol import wire
@@ -68,8 +69,18 @@ class Notification:
         """A plain text notification, optionally with a photo and a rule/severity for the filters."""
         return cls(kind="text", text=text, photo=photo, rule=rule, severity=severity)
 
-    def render(self) -> str:
-        """The text people read (Telegram message or photo caption); plain text, no markup."""
+    def names(self, person_id: str, name: str | None) -> bool:
+        """Whether it is about the person (their id on the alert) or names them (id or name in its text)."""
+        if self.alert is not None and self.alert.person_id == person_id:
+            return True
+        text = self.render()
+        return person_id in text or bool(name and name in text)
+
+    def render(self, zone: tzinfo = UTC) -> str:
+        """The text people read (Telegram message, photo caption, a webhook's ``text``); plain text, no markup.
+
+        Times are wall-clock in ``zone`` (the site's time zone) with its abbreviation; JSON keeps ISO 8601.
+        """
         if self.alert is None:
             return self.text
         alert = self.alert
@@ -83,7 +94,7 @@ class Notification:
             details.append(f"{alert.count} times")
         if alert.device:
             details.append(f"door {alert.device}")
-        details.append(f"since {alert.first_at.isoformat(timespec='seconds').replace('+00:00', 'Z')}")
+        details.append(f"since {alert.first_at.astimezone(zone).strftime('%Y-%m-%d %H:%M %Z')}")
         lines.append(" · ".join(details))
         if self.text:
             lines.append(self.text)

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, tzinfo
 from typing import Any, TypeAlias
 
 from hub.notify.notification import Notification, NotifyError, Severity, notify_filter
@@ -141,6 +141,7 @@ class TelegramNotifier:
         rules: Iterable[str] | None = None,
         min_severity: Severity = "info",
         timeout: float = 10.0,
+        zone: tzinfo = UTC,
     ) -> None:
         if not chat_ids:
             raise ValueError("Telegram needs at least one chat id")
@@ -148,6 +149,8 @@ class TelegramNotifier:
         self.chat_ids: list[int | str] = list(chat_ids)
         self.client = TelegramClient(token, base_url=base_url, timeout=timeout)
         self.filter = notify_filter(rules, min_severity)
+        self.zone = zone
+        """The site's time zone: alert texts show its wall-clock times."""
         self._delivered: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
@@ -166,7 +169,7 @@ class TelegramNotifier:
             done = self._delivered.setdefault(notification.id, set())
             while len(self._delivered) > 1000:  # remember recent partial deliveries only
                 del self._delivered[next(iter(self._delivered))]
-        text = notification.render()
+        text = notification.render(self.zone)
         errors: list[str] = []
         for chat_id in self.chat_ids:
             if str(chat_id) in done:

@@ -8,6 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
+from datetime import UTC, tzinfo
 from typing import Any
 
 from edge.protocol import wire
@@ -29,11 +30,15 @@ def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
 
 
-def webhook_body(notification: Notification) -> bytes:
-    """The JSON body of a webhook delivery (photos are not sent: they are biometric data)."""
+def webhook_body(notification: Notification, zone: tzinfo = UTC) -> bytes:
+    """The JSON body of a webhook delivery (photos are not sent: they are biometric data).
+
+    An alert carries the wire payload (times ISO 8601 UTC) and ``text``, what Telegram would show, in ``zone``'s
+    local time.
+    """
     doc: dict[str, Any]
     if notification.alert is not None:
-        doc = {"type": "alert", "alert": json.loads(wire.encode(notification.alert))}
+        doc = {"type": "alert", "text": notification.render(zone), "alert": json.loads(wire.encode(notification.alert))}
     else:
         doc = {"type": "text", "text": notification.text}
         if notification.rule is not None:
@@ -73,6 +78,7 @@ class WebhookNotifier:
         rules: Iterable[str] | None = None,
         min_severity: Severity = "info",
         timeout: float = 10.0,
+        zone: tzinfo = UTC,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"webhook url {url!r} must start with http:// or https://")
@@ -82,6 +88,8 @@ class WebhookNotifier:
         self.url = url
         self.secret = secret
         self.timeout = timeout
+        self.zone = zone
+        """The site's time zone, for the ``text`` of alerts."""
         self.filter = notify_filter(rules, min_severity)
 
     def wants(self, notification: Notification) -> bool:
@@ -90,7 +98,7 @@ class WebhookNotifier:
 
     def send(self, notification: Notification) -> None:
         """POST one notification; the delivery id is the notification's id, the same on every retry."""
-        body = webhook_body(notification)
+        body = webhook_body(notification, self.zone)
         request = urllib.request.Request(
             self.url,
             data=body,

@@ -35,6 +35,7 @@ class AttendanceRow:
     updated_at: datetime
     first_in_event: str | None = None
     last_out_event: str | None = None
+    final: bool = False
 
 
 class AttendanceStore(StoreCore):
@@ -76,16 +77,21 @@ class AttendanceStore(StoreCore):
         now: datetime,
         first_in_event: str | None = None,
         last_out_event: str | None = None,
+        final: bool = False,
     ) -> None:
-        """Store one person's attendance for one (site-local) day, replacing the previous figures."""
+        """Store one person's attendance for one (site-local) day, replacing the previous figures.
+
+        ``status`` is the outcome (open, provisional, forgot_checkout, final), ``final`` whether it is signed off.
+        """
         with transaction(self.db) as tx:
             tx.execute(
                 "INSERT INTO attendance (person_id, day, first_in, last_out, present_s, status, updated_at, "
-                "first_in_event, last_out_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(person_id, day) DO "
+                "first_in_event, last_out_event, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(person_id, day) DO "
                 "UPDATE SET first_in = excluded.first_in, last_out = excluded.last_out, "
                 "present_s = excluded.present_s, "
                 "status = excluded.status, updated_at = excluded.updated_at, first_in_event = excluded.first_in_event, "
-                "last_out_event = excluded.last_out_event",
+                "last_out_event = excluded.last_out_event, final = excluded.final",
                 (
                     person_id,
                     day.isoformat(),
@@ -96,14 +102,23 @@ class AttendanceStore(StoreCore):
                     stored_time(now),
                     first_in_event,
                     last_out_event,
+                    int(final),
                 ),
             )
+
+    def unsigned_days(self, before: date) -> list[tuple[str, date, datetime]]:
+        """(person_id, day, updated_at) of every stored day before ``before`` not signed off yet, oldest first."""
+        rows = self.db.conn.execute(
+            "SELECT person_id, day, updated_at FROM attendance WHERE final = 0 AND day < ? ORDER BY day, person_id",
+            (before.isoformat(),),
+        )
+        return [(p, date.fromisoformat(d), read_time(u)) for p, d, u in rows]
 
     def attendance(self, day: date) -> list[AttendanceRow]:
         """Everyone's attendance on one day, by person id."""
         rows = self.db.conn.execute(
-            "SELECT person_id, day, first_in, last_out, present_s, status, updated_at, first_in_event, last_out_event "
-            "FROM attendance WHERE day = ? ORDER BY person_id",
+            "SELECT person_id, day, first_in, last_out, present_s, status, updated_at, first_in_event, last_out_event, "
+            "final FROM attendance WHERE day = ? ORDER BY person_id",
             (day.isoformat(),),
         )
         return [
@@ -117,6 +132,7 @@ class AttendanceStore(StoreCore):
                 read_time(u),
                 fe,
                 le,
+                bool(f),
             )
-            for p, d, fi, lo, s, st, u, fe, le in rows
+            for p, d, fi, lo, s, st, u, fe, le, f in rows
         ]

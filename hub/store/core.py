@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Final
 import sqlite_utils
 from cryptography.fernet import MultiFernet
 
-from hub.store.schema import transaction, user_version
+from hub.store.schema import transaction, user_version, write_batch
 
 # How the store keeps data safe, for the reader of the hub:
 #
@@ -88,6 +89,10 @@ class StoreCore:
     def schema_version(self) -> int:
         """The database's schema version (``PRAGMA user_version``)."""
         return user_version(self.db.conn)
+
+    def write_batch(self) -> contextlib.AbstractContextManager[None]:
+        """Many writes, one commit (see :func:`hub.store.schema.write_batch`)."""
+        return write_batch(self.db)
 
     def get_meta(self, key: str) -> str | None:
         """A value from the meta table; None when unset."""

@@ -29,6 +29,14 @@ class Device:
     model_pack: str | None
     delivered_seq: int | None
     delivered_through: datetime | None
+    retired_at: datetime | None = None
+    drained_through: datetime | None = None
+
+    @property
+    def delivered(self) -> datetime | None:
+        """The instant up to which the hub holds everything the device stamped (its events or an empty outbox)."""
+        known = [t for t in (self.delivered_through, self.drained_through) if t is not None]
+        return max(known) if known else None
 
 
 _DEVICE_COLUMNS: Final = frozenset(
@@ -44,6 +52,8 @@ _DEVICE_COLUMNS: Final = frozenset(
         "model_pack",
         "delivered_seq",
         "delivered_through",
+        "retired_at",
+        "drained_through",
     }
 )
 
@@ -91,7 +101,7 @@ class DeviceStore(StoreCore):
 
     _DEVICE_SELECT: Final = (
         "SELECT id, name, role, status, status_at, last_seen, health, gallery_version, gallery_sent_version, "
-        "model_pack, delivered_seq, delivered_through FROM devices"
+        "model_pack, delivered_seq, delivered_through, retired_at, drained_through FROM devices"
     )
 
     @staticmethod
@@ -109,6 +119,8 @@ class DeviceStore(StoreCore):
             model_pack=row[9],
             delivered_seq=row[10],
             delivered_through=read_time_or_none(row[11]),
+            retired_at=read_time_or_none(row[12]),
+            drained_through=read_time_or_none(row[13]),
         )
 
     def get_device(self, device_id: str) -> Device | None:
@@ -116,6 +128,16 @@ class DeviceStore(StoreCore):
         row = self.db.conn.execute(f"{self._DEVICE_SELECT} WHERE id = ?", (device_id,)).fetchone()
         return None if row is None else self._device(row)
 
-    def list_devices(self) -> list[Device]:
-        """Every device, by id."""
-        return [self._device(row) for row in self.db.conn.execute(f"{self._DEVICE_SELECT} ORDER BY id")]
+    def list_devices(self, *, retired: bool = True) -> list[Device]:
+        """Every device, by id (without the retired ones when ``retired`` is False)."""
+        where = "" if retired else " WHERE retired_at IS NULL"
+        return [self._device(row) for row in self.db.conn.execute(f"{self._DEVICE_SELECT}{where} ORDER BY id")]
+
+    def note_drained(self, device_id: str, through: datetime) -> None:
+        """The device's outbox was empty at ``through``: it has delivered everything it stamped before (monotonic)."""
+        with transaction(self.db) as tx:
+            tx.execute(
+                "UPDATE devices SET drained_through = ? WHERE id = ? "
+                "AND (drained_through IS NULL OR drained_through < ?)",
+                (stored_time(through), device_id, stored_time(through)),
+            )

@@ -187,18 +187,19 @@ class EventStore(JournalStore):
 
     def sightings(
         self, person_id: str, start: datetime, end: datetime, max_ahead_s: float | None = None
-    ) -> list[tuple[str, str, str, datetime, bool]]:
-        """(event_id, device, type, at, has_snapshot) of a person's events with start <= at < end, in time order.
+    ) -> list[tuple[str, str, str, datetime, bool, float | None]]:
+        """(event_id, device, type, at, has_snapshot, quality) of a person's events with start <= at < end, by time.
 
         With ``max_ahead_s``, events that arrived more than that ahead of the hub's clock are left out.
         """
         ahead = "" if max_ahead_s is None else " AND (clock_skew_s IS NULL OR clock_skew_s >= ?)"
         rows = self.db.conn.execute(
-            "SELECT event_id, device, type, at, has_snapshot FROM events WHERE person_id = ? AND at >= ? AND at < ?"
+            "SELECT event_id, device, type, at, has_snapshot, quality FROM events "
+            "WHERE person_id = ? AND at >= ? AND at < ?"
             f"{ahead} ORDER BY at",
             (person_id, stored_time(start), stored_time(end), *(() if max_ahead_s is None else (-max_ahead_s,))),
         )
-        return [(e, d, t, read_time(a), bool(h)) for e, d, t, a, h in rows]
+        return [(e, d, t, read_time(a), bool(h), None if q is None else float(q)) for e, d, t, a, h, q in rows]
 
     def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest events first, as column -> value mappings."""

@@ -15,6 +15,7 @@ from ulid import ULID
 
 from edge.protocol import wire
 from hub.store.core import read_time, read_time_or_none, stored_time
+from hub.store.erasure import ErasureLedger
 from hub.store.errors import NotFound, StoreError
 from hub.store.journal import JournalStore
 from hub.store.schema import transaction
@@ -48,6 +49,10 @@ class ErasureReport:
     audit_redacted: int
     wal_truncated: bool
     """False when another connection kept the WAL from being checkpointed and truncated completely."""
+    backups: int = 0
+    """Backups the hub made (``backups.list``) the person was erased from too."""
+    backups_failed: tuple[str, ...] = ()
+    """Backups that could not be changed: each path and why (the ledger still erases them again on a restore)."""
 
 
 class PeopleStore(JournalStore):
@@ -177,11 +182,16 @@ class PeopleStore(JournalStore):
     def erase_person(self, person_id: str, now: datetime, *, actor: str = "hub") -> ErasureReport:
         """Erase a person: templates, pictures, captures, identity in events, presence, attendance, name.
 
-        Leaves a tombstone (id, created_at, erased_at) so the id is never reused, writes an audit row without the
-        name, then checkpoints the WAL, VACUUMs and truncates the WAL so no trace remains in the files. Running it
-        again for an erased person repeats the clean-up (after an interruption, say). Devices forget the person when
+        Leaves a tombstone (id, created_at, erased_at) so the id is never reused, records the id in the erasure ledger
+        (:mod:`hub.store.erasure`: a restore re-applies it), writes an audit row without the name, then checkpoints
+        the WAL, VACUUMs and truncates the WAL so no trace remains in the files. Running it again for an erased person
+        repeats the clean-up (after an interruption, say). Devices forget the person when
         the hub publishes their next gallery.
         """
+        if self.get_person(person_id) is None:
+            raise NotFound(f"no person {person_id!r}")
+        # The ledger first, durably: should the hub stop after the commit, a restored backup still loses them.
+        ErasureLedger(self.data_dir).record(person_id, now)
         with transaction(self.db) as tx:
             row = tx.execute("SELECT name FROM people WHERE id = ?", (person_id,)).fetchone()
             if row is None:
@@ -210,6 +220,7 @@ class PeopleStore(JournalStore):
             tx.execute("DELETE FROM attendance WHERE person_id = ?", (person_id,))
             audit_redacted = self._redact_audit(tx, person_id, name)
             dead_letters = self._erase_dead_letters(tx, person_id, name)
+            alerts = self._erase_from_alert_book(tx, person_id, name)
             tx.execute(
                 "UPDATE people SET name = NULL, updated_at = ?, erased_at = coalesce(erased_at, ?) WHERE id = ?",
                 (stored_time(now), stored_time(now), person_id),
@@ -221,6 +232,7 @@ class PeopleStore(JournalStore):
                 "events": events,
                 "dead_letters": dead_letters,
                 "audit_redacted": audit_redacted,
+                "alerts": alerts,
             }
             self._audit(tx, actor, "person.erase", person_id, details, now)
             # Files go before the commit: should the commit fail, erasing again finishes the job, and no picture of
@@ -240,6 +252,20 @@ class PeopleStore(JournalStore):
         for needle in {json.dumps(person_id), *([json.dumps(name, ensure_ascii=False)] if name else [])}:
             count += tx.execute("UPDATE audit SET details = ? WHERE instr(details, ?) > 0", (redacted, needle)).rowcount
         return count
+
+    @staticmethod
+    def _erase_from_alert_book(tx: sqlite3.Connection, person_id: str, name: str | None) -> int:
+        """Drop the saved alert book's alerts about or naming the person (the running hub's book did it first)."""
+        from hub.alerts.book import AlertBook  # the store only needs the book's format here
+
+        row = tx.execute("SELECT value FROM meta WHERE key = 'alert_book'").fetchone()
+        if row is None:
+            return 0
+        book = AlertBook.from_dict(json.loads(row[0]))
+        gone = book.forget_person(person_id, name)
+        if gone:
+            tx.execute("UPDATE meta SET value = ? WHERE key = 'alert_book'", (json.dumps(book.to_dict()),))
+        return len(gone)
 
     def _erase_dead_letters(self, tx: sqlite3.Connection, person_id: str, name: str | None) -> int:
         """Delete dead letters whose payload names the person (by id, or by name as a JSON string)."""

@@ -17,15 +17,16 @@ def open_read_only(path: Path) -> sqlite3.Connection:
 
 def attendance_rows(connection: sqlite3.Connection, start: date, end: date) -> list[dict[str, Any]]:
     """Everyone's attendance from ``start`` to ``end`` (inclusive), by day then name."""
-    return [
-        dict(row)
-        for row in connection.execute(
-            "SELECT a.day, a.person_id, p.name, a.first_in, a.last_out, ROUND(a.present_s / 3600.0, 2) AS hours, "
-            "a.status, a.first_in_event, a.last_out_event FROM attendance a JOIN people p ON p.id = a.person_id "
-            "WHERE a.day BETWEEN ? AND ? ORDER BY a.day, p.name",
-            (start.isoformat(), end.isoformat()),
-        )
-    ]
+    cursor = connection.cursor()
+    cursor.row_factory = None  # plain tuples zipped with the names: a month of 10,000 people is 300,000 rows
+    cursor.execute(
+        "SELECT a.day, a.person_id, p.name, a.first_in, a.last_out, ROUND(a.present_s / 3600.0, 2) AS hours, "
+        "a.status, a.final, a.first_in_event, a.last_out_event "
+        "FROM attendance a JOIN people p ON p.id = a.person_id WHERE a.day BETWEEN ? AND ? ORDER BY a.day, p.name",
+        (start.isoformat(), end.isoformat()),
+    )
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
 def recent_event_rows(connection: sqlite3.Connection, last: int) -> list[dict[str, Any]]:

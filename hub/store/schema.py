@@ -274,6 +274,22 @@ def _v6_dead_letter_summaries(db: sqlite_utils.Database) -> None:
     letters.create_index(["hour", "sender", "reason"])
 
 
+def _v7_device_retirement_and_signoff(db: sqlite_utils.Database) -> None:
+    """Version 7: retired devices, the instant up to which a device's outbox was seen empty, and signed-off days.
+
+    ``retired_at``: a retired device holds no day open and gets no gallery; its events stay and still count.
+    ``drained_through``: a health report with an empty outbox proves delivery up to (a margin before) its time, so a
+    door that sees nobody overnight still lets the day be signed off. ``attendance.final``: the day is signed off;
+    its ``status`` keeps the outcome (``forgot_checkout`` stays visible).
+    """
+    devices = db.table("devices")
+    devices.add_column("retired_at", str)
+    devices.add_column("drained_through", str)
+    db.execute("ALTER TABLE attendance ADD COLUMN final INTEGER NOT NULL DEFAULT 0")
+    db.execute("UPDATE attendance SET final = 1 WHERE status = 'final'")
+    db.table("attendance").create_index(["final", "day"])
+
+
 MIGRATIONS: list[Migration] = [
     _v1_tables,
     _v2_model_pack_and_retention_indexes,
@@ -281,6 +297,7 @@ MIGRATIONS: list[Migration] = [
     _v4_workstation_agents,
     _v5_outbox_epochs,
     _v6_dead_letter_summaries,
+    _v7_device_retirement_and_signoff,
 ]
 """Schema steps in order; the database's ``PRAGMA user_version`` is the number applied. Only ever append."""
 
@@ -306,7 +323,41 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
     store) waits here instead of nesting into the first one's transaction.
     """
     with _connection_lock(db):
-        yield from _in_transaction(db.conn)
+        if db.__dict__.get("_rollcall_write_batch"):
+            yield from _in_savepoint(db.conn)  # inside write_batch: one commit at its end
+        else:
+            yield from _in_transaction(db.conn)
+
+
+@contextlib.contextmanager
+def write_batch(db: sqlite_utils.Database) -> Iterator[None]:
+    """Many writes, one commit: every :func:`transaction` inside (on this thread) joins this one as a savepoint.
+
+    With ``synchronous=FULL`` every commit costs a sync of the WAL; derived rows the hub writes by the hundred
+    (presence and attendance after a batch of events, the sign-off sweep) are committed together. A failing inner
+    transaction rolls back to its savepoint only; an exception out of the batch rolls back all of it.
+    """
+    with _connection_lock(db):
+        if db.__dict__.get("_rollcall_write_batch"):
+            yield  # already in one: join it
+            return
+        db.__dict__["_rollcall_write_batch"] = True
+        try:
+            with contextlib.contextmanager(_in_transaction)(db.conn):
+                yield
+        finally:
+            db.__dict__["_rollcall_write_batch"] = False
+
+
+def _in_savepoint(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("SAVEPOINT rollcall_joined")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK TO rollcall_joined")
+        conn.execute("RELEASE rollcall_joined")
+        raise
+    conn.execute("RELEASE rollcall_joined")
 
 
 def _in_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:

@@ -1,9 +1,10 @@
 """The ``rollcall bench`` command (``make bench``): figures and ratios against a baseline measured in the same run.
 
 Targets: ``wire`` (strict decoding), ``edge`` (the recognition pipeline), ``link`` (outbox drain and latency),
-``hub`` (ingest), ``agent`` (workstation agent), ``tui`` (presence board), ``flood`` (a good door's acks while
-another publisher floods the hub) and ``soak`` (every process for N minutes, memory growth per hour); each lives
-in its own module here and is run by ``rollcall.bench.runner``. See docs/benchmarks.md.
+``hub`` (ingest), ``site`` (a day of 100 doors and 10,000 people: ingest, sign-off, a month's report, presence,
+memory), ``agent`` (workstation agent), ``tui`` (presence board), ``flood`` (a good door's acks while another
+publisher floods the hub) and ``soak`` (every process for N minutes, memory growth per hour); each lives in its own
+module here and is run by ``rollcall.bench.runner``. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from rollcall.bench.runner import Benchmark, run_benchmark
 
-TARGETS = ("wire", "edge", "link", "hub", "agent", "tui", "flood", "soak")
+TARGETS = ("wire", "edge", "link", "hub", "site", "agent", "tui", "flood", "soak")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="edge: door clip seed (7)")
     parser.add_argument("--count", type=int, default=20_000, help="payloads per run (flood: junk messages)")
     parser.add_argument("--flood-rate", type=float, default=10_000.0, help="flood: junk messages/s at most (10000)")
+    parser.add_argument("--people", type=int, default=10_000, help="site: people enrolled (10000)")
+    parser.add_argument("--doors", type=int, default=100, help="site: doors, half in, half out (100)")
+    parser.add_argument(
+        "--pace", type=float, default=1000.0, help="site: the morning rush at this many times real time; 0: at once"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="runs; the best is reported")
     parser.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
 
@@ -45,6 +51,8 @@ def _benchmark(target: str) -> Benchmark:
         from rollcall.bench.link import BENCHMARK
     elif target == "hub":
         from rollcall.bench.hub import BENCHMARK
+    elif target == "site":
+        from rollcall.bench.site import BENCHMARK
     elif target == "agent":
         from rollcall.bench.agent import BENCHMARK
     elif target == "tui":

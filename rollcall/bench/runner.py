@@ -40,6 +40,8 @@ class Benchmark:
     """The figures as the lines a person reads."""
     check: Callable[[argparse.Namespace], str | None] = _nothing_to_check
     """Why the benchmark cannot run with these options (printed on standard error, exit 2), or None."""
+    public: Callable[[Figures], Figures] | None = None
+    """The figures ``--json`` prints, when not all of them (a contract fixes the keys); None: all."""
 
 
 def run_benchmark(benchmark: Benchmark, args: argparse.Namespace) -> int:
@@ -53,7 +55,7 @@ def run_benchmark(benchmark: Benchmark, args: argparse.Namespace) -> int:
     for line in benchmark.report(figures, args):
         print(line)
     if args.json:
-        print(json.dumps(figures))
+        print(json.dumps(dict(figures) if benchmark.public is None else dict(benchmark.public(figures))))
     return EXIT_OK
 
 

@@ -212,4 +212,73 @@ def test_telegram_attendance_command_answers_with_first_in_photos(
     feed(hub, event, snapshot)
     telegram.push(111, f"/attendance {clock.now.date().isoformat()}")
     assert wait_until(lambda: any(p[2] == photo for p in telegram.photos), 40), "the first-in photo is sent"
-    assert any("Ana Costa: in 09:00" in text for _, text in telegram.messages)
+    assert any("Ana Costa: in 10:00" in text for _, text in telegram.messages), "09:00 UTC is 10:00 in Berlin"
+    assert any(p[1] == "Ana Costa, first in 10:00" for p in telegram.photos)
+
+
+def test_telegram_attendance_defaults_to_the_current_attendance_day_in_local_time(
+    alert_hub: tuple[HubService, Clock], servers: tuple[FakeTelegram, FakeWebhook]
+) -> None:
+    """At 00:30 Berlin on Tuesday, before the 04:00 day start, /attendance answers Monday with local times."""
+    hub, clock = alert_hub
+    telegram, _ = servers
+    person_id = hub.store.add_person("Ana Costa", clock.now)
+    late = datetime(2026, 11, 23, 21, 45, tzinfo=UTC)  # Monday 22:45 in Berlin
+    clock.now = late
+    feed(hub, make_event(device="door-1", seq=1, at=late, person_id=person_id, score=0.8, margin=0.3))
+    clock.now = datetime(2026, 11, 23, 23, 30, tzinfo=UTC)  # Tuesday 00:30 in Berlin, the UTC date still Monday
+    telegram.push(111, "/attendance")
+    assert wait_until(lambda: any("Attendance" in text for _, text in telegram.messages), 20)
+    text = next(text for _, text in telegram.messages if "Attendance" in text)
+    assert text.startswith("Attendance 2026-11-23 (Europe/Berlin time):"), text
+    assert "Ana Costa: in 22:45" in text
+
+
+def test_alert_texts_show_site_local_time_and_the_webhook_keeps_iso_utc(
+    alert_hub: tuple[HubService, Clock], servers: tuple[FakeTelegram, FakeWebhook]
+) -> None:
+    """A device_offline alert at 10:00 Berlin: Telegram and the webhook's text say 10:00 CET, its JSON says 09:00Z."""
+    hub, clock = alert_hub
+    telegram, webhook = servers
+    offline = wire.Status(client="door-1", state="offline", at=None)
+    hub.handle_batch([(Received(SITE.device_status("door-1"), wire.encode(offline), 1, True), 0.0)])
+    clock.now += timedelta(seconds=6)
+    hub.alerting.tick(clock.now, force=True)
+    assert wait_until(lambda: any("CRITICAL" in text for _, text in telegram.messages), 20)
+    text = next(text for _, text in telegram.messages if "CRITICAL" in text)
+    assert "since 2026-11-23 10:00 CET" in text, text
+    assert wait_until(lambda: any(b.get("type") == "alert" for b in webhook.bodies()), 20)
+    body = next(b for b in webhook.bodies() if b.get("type") == "alert")
+    assert "since 2026-11-23 10:00 CET" in body["text"]
+    assert body["alert"]["first_at"] == "2026-11-23T09:00:06Z"  # ISO 8601 UTC in JSON
+
+
+def test_device_silent_fires_for_a_quiet_device_but_not_a_retired_or_offline_one(
+    alert_hub: tuple[HubService, Clock],
+) -> None:
+    """After ``after_min`` (30) without a word: door-7 alerts; retired door-8 and offline door-9 do not."""
+    hub, clock = alert_hub
+    with hub.store_lock:
+        for device in ("door-7", "door-8", "door-9"):
+            hub.store.upsert_device(device, role="both", status="online", status_at=clock.now, last_seen=clock.now)
+        hub.store.upsert_device("door-8", retired_at=clock.now)
+        hub.store.upsert_device("door-9", status="offline", status_at=clock.now)
+
+    def silent() -> set[str]:
+        return {a.subject for a in hub.alerting.list("open") if a.rule == "device_silent"}
+
+    clock.now += timedelta(minutes=30)
+    hub.alerting.tick(clock.now, force=True)
+    assert silent() == set(), "not at exactly 30 min"
+    clock.now += timedelta(minutes=1)
+    hub.alerting.tick(clock.now, force=True)
+    assert silent() == {"door-7"}
+    (alert,) = [a for a in hub.alerting.list("open") if a.rule == "device_silent"]
+    assert alert.severity == "warning" and "door-7 silent since" in alert.message
+    assert {a.subject for a in hub.alerting.list("open") if a.rule == "device_offline"} == {"door-9"}
+    with hub.store_lock:
+        hub.store.upsert_device("door-7", last_seen=clock.now)  # it speaks again
+    clock.now += timedelta(seconds=1)
+    hub.alerting.tick(clock.now, force=True)
+    assert silent() == set()
+    assert hub.alerting.book.get(alert.alert_id).state == "resolved"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -272,7 +273,7 @@ def test_people_and_report_commands(
     assert main(["report", "attendance", "--from", "2026-11-23", "--format", "csv", "--config", config]) == 0
     report = capsys.readouterr().out.splitlines()
     assert report[0].startswith("day,person_id,name,first_in")
-    assert report[1].startswith(f"2026-11-23,{person_id},Barack Obama,2026-11-23T08:00:00")
+    assert report[1].startswith(f"2026-11-23,{person_id},Barack Obama,2026-11-23 09:00")  # site-local (Berlin)
     assert main(["report", "events", "--last", "5", "--config", config]) == 0
     assert person_id in capsys.readouterr().out
     assert main(["people", "remove", "Barack Obama", "--yes", "--config", config]) == 0
@@ -358,3 +359,38 @@ def test_workstation_activity_is_stored_once_acked_and_served(broker: TestBroker
         assert [row["seq"] for row in client.call("agents.activity", {"agent": "lab-pc-07"})] == [2, 1]
         files = client.call("agents.files", {"agent": "lab-pc-07"})
         assert [f["path"] for f in files] == ["coursework/report.odt"] * 2
+
+
+def test_devices_commands_against_a_running_hub(
+    start_hub: HubStarter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rollcall devices list|rename|retire|set-role` ask the running hub; refusals exit 1 with the hub's reason."""
+    from rollcall.cli import main
+
+    hub = start_hub('[[cameras]]\ndevice = "door-1"\nrole = "entrance"\n')
+    now = wire.now_utc()
+    with hub.store_lock:
+        hub.store.upsert_device("door-7", role="both", status="online", last_seen=now)
+        hub.store.upsert_device("door-8", role="both", status="online", last_seen=now - timedelta(hours=2))
+    config = str(tmp_path / "hub.toml")
+    assert main(["devices", "rename", "door-7", "Back door", "--config", config]) == 0
+    assert json.loads(capsys.readouterr().out) == {"device": "door-7", "name": "Back door"}
+    assert main(["devices", "set-role", "door-7", "exit", "--config", config]) == 0
+    assert main(["devices", "retire", "door-8", "--config", config]) == 0
+    capsys.readouterr()
+    assert main(["devices", "list", "--config", config]) == 0
+    listing = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "exit" in listing["door-7"] and "retired" not in listing["door-7"] and "SILENT" not in listing["door-7"]
+    assert "retired" in listing["door-8"] and "SILENT" not in listing["door-8"]  # retired is never silent
+    assert main(["devices", "retire", "door-8", "--undo", "--config", config]) == 0
+    assert json.loads(capsys.readouterr().out)["retired_at"] is None
+    assert main(["devices", "list", "--config", config]) == 0
+    assert "SILENT" in next(line for line in capsys.readouterr().out.splitlines() if line.startswith("door-8"))
+    with hub.store_lock:
+        seven, eight = hub.store.get_device("door-7"), hub.store.get_device("door-8")
+    assert seven is not None and (seven.name, seven.role) == ("Back door", "exit")
+    assert eight is not None and eight.retired_at is None
+    assert main(["devices", "set-role", "door-1", "exit", "--config", config]) == 1
+    assert "[[cameras]]" in capsys.readouterr().err
+    assert main(["devices", "retire", "door-404", "--config", config]) == 1
+    assert "no device 'door-404'" in capsys.readouterr().err

@@ -49,7 +49,30 @@ class CannedHub:
                 }
                 for n, name in enumerate(NAMES[:5])
             ]
-        if method in ("alerts.list", "devices.list", "events.recent", "presence.get"):
+        if method == "site.info":
+            return {"site": "hq", "timezone": "Europe/Berlin", "day_starts_at": "04:00", "device_silent_after_min": 30}
+        if method == "devices.list":  # door-3 retired, door-4 silent for two hours (the live state never heard it)
+            return [
+                {"device": "door-1", "name": "Front door", "role": "entrance", "status": "online", "retired_at": None},
+                {"device": "door-2", "name": "Front door out", "role": "exit", "status": "online", "retired_at": None},
+                {
+                    "device": "door-3",
+                    "name": None,
+                    "role": "both",
+                    "status": "offline",
+                    "retired_at": "2026-11-20T08:00:00Z",
+                },
+                {
+                    "device": "door-4",
+                    "name": "Yard",
+                    "role": "both",
+                    "status": "online",
+                    "last_seen": "2026-11-23T07:00:00Z",
+                    "retired_at": None,
+                    "silent": True,
+                },
+            ]
+        if method in ("alerts.list", "events.recent", "presence.get"):
             return []
         return {}
 

@@ -30,6 +30,7 @@ from hub.store import (
     migrate,
     open_database,
 )
+from hub.store.schema import transaction
 from tests.helpers.factories import make_event
 
 NOW = datetime(2026, 11, 21, 9, 30, tzinfo=UTC)
@@ -676,3 +677,118 @@ def test_presence_attendance_and_audit_round_trip(store: HubStore) -> None:
     audit_id = store.audit("supervisor", "device.rename", DEVICE, {"to": "Front door"}, NOW)
     [entry] = store.audit_log(DEVICE)
     assert entry["id"] == audit_id and entry["details"] == {"to": "Front door"} and entry["at"] == NOW
+
+
+def test_a_restored_backup_loses_the_people_erased_since_and_registered_backups_are_erased_too(tmp_path: Path) -> None:
+    from hub.backup import backup_database
+    from hub.store.erasure import BackupRegister
+
+    data = tmp_path / "hub"
+    with HubStore(data / "rollcall.db", data, data / "hub.key") as store:
+        canary = store.add_person("Ulla Restorecanary", NOW)
+        kept = store.add_person("Kept Person", NOW)
+    registered = tmp_path / "backups" / "registered.db"
+    elsewhere = tmp_path / "elsewhere.db"  # a copy the hub does not know of
+    registered.parent.mkdir()
+    for path in (registered, elsewhere):
+        backup_database(data / "rollcall.db", path)
+    BackupRegister(data).add(registered)
+    with HubStore(data / "rollcall.db", data, data / "hub.key") as store:
+        report = store.erase_person(canary, NOW + timedelta(hours=1), actor="admin")
+    assert report.backups == 1 and report.backups_failed == ()
+    assert b"Restorecanary" not in registered.read_bytes() and b"Kept Person" in registered.read_bytes()
+    assert not registered.with_name(registered.name + "-wal").exists(), "a backup stays one file"
+    assert b"Restorecanary" in elsewhere.read_bytes()
+    # Restore the copy the hub did not know of: the ledger erases the person again when the store is opened by the hub.
+    for suffix in ("", "-wal", "-shm"):
+        (data / f"rollcall.db{suffix}").unlink(missing_ok=True)
+    elsewhere.rename(data / "rollcall.db")
+    with HubStore(data / "rollcall.db", data, data / "hub.key") as store:
+        assert store.reapply_erasures(NOW + timedelta(days=1)) == [canary]
+        assert store.reapply_erasures(NOW + timedelta(days=1)) == []
+        assert {p.id for p in store.list_people()} == {kept}
+    assert b"Restorecanary" not in (data / "rollcall.db").read_bytes()
+    assert canary in (data / "erasures.log").read_text() and "Restorecanary" not in (data / "erasures.log").read_text()
+
+
+def test_retention_runs_at_the_set_site_local_time_and_removes_only_what_is_past_its_limit(store: HubStore) -> None:
+    from zoneinfo import ZoneInfo
+
+    from hub import retention
+    from hub.config import RetentionSettings
+
+    settings = RetentionSettings(run_at="03:30", events_days=180, snapshots_days=30, dead_letters_days=30)
+    berlin = ZoneInfo("Europe/Berlin")
+    ran = datetime(2026, 11, 20, 2, 31, tzinfo=UTC)  # 03:31 in Berlin: today's run is done
+    assert not retention.due(ran, datetime(2026, 11, 21, 2, 29, tzinfo=UTC), settings, berlin)  # 03:29 local
+    assert retention.due(ran, datetime(2026, 11, 21, 2, 30, tzinfo=UTC), settings, berlin)  # 03:30 local
+    assert not retention.due(
+        datetime(2026, 11, 21, 2, 30, tzinfo=UTC), datetime(2026, 11, 21, 23, 0, tzinfo=UTC), settings, berlin
+    )
+    assert retention.due(None, ran, settings, berlin)
+    summer = datetime(2026, 7, 1, 1, 30, tzinfo=UTC)  # 03:30 CEST: the slot follows the site's clock, not UTC
+    assert retention.last_slot(summer, settings, berlin) == summer
+
+    events = {
+        name: _event(seq, at, has_snapshot=True)
+        for seq, (name, at) in enumerate(
+            [("ancient", NOW - timedelta(days=181)), ("old", NOW - timedelta(days=31)), ("recent", NOW)], start=1
+        )
+    }
+    store.insert_events(_received(*events.values()))
+    for event in events.values():
+        store.save_snapshot(event.event_id, JPEG, NOW)
+    store.record_dead_letter("t", "old", b"x", NOW - timedelta(days=31))
+    store.record_dead_letter("t", "new", b"y", NOW - timedelta(days=29))
+    store.audit("ada", "person.add", "p-1", {}, NOW - timedelta(days=800))
+    store.audit("ada", "person.erase", "p-1", {}, NOW - timedelta(days=800))
+    store.audit("ada", "person.add", "p-2", {}, NOW - timedelta(days=10))
+
+    cut = retention.Cutoffs.at(NOW, settings)
+    planned = retention.purge(store, cut, dry_run=True)
+    assert planned == {
+        "events": 1,
+        "snapshots": 2,
+        "attendance_photos": 0,
+        "activity": 0,
+        "file_changes": 0,
+        "dead_letters": 1,
+        "audit": 1,
+    }
+    assert store.get_event(events["ancient"].event_id) is not None, "a dry run deletes nothing"
+    assert retention.purge(store, cut) == planned
+    assert store.get_event(events["ancient"].event_id) is None
+    assert store.load_snapshot(events["old"].event_id) is None and store.get_event(events["old"].event_id) is not None
+    assert store.load_snapshot(events["recent"].event_id) == JPEG
+    assert [d.reason for d in store.dead_letters()] == ["new"]
+    assert sorted(row["action"] for row in store.audit_log()) == ["person.add", "person.erase"]
+    assert set(retention.purge(store, cut, dry_run=True).values()) == {0}
+
+
+def test_write_batch_commits_its_writes_once_and_a_failing_inner_write_only_undoes_itself(
+    store: HubStore, paths: Paths
+) -> None:
+    person = store.add_person("Batch Person", NOW)
+    other = sqlite3.connect(paths.database)
+    with store.write_batch():
+        store.set_presence(person, "in", NOW, "door-1", None, NOW)
+        store.set_meta("batch:a", "1")
+        # A nested batch joins the outer one; the failing transaction inside it is a savepoint.
+        with pytest.raises(StoreError), store.write_batch(), transaction(store.db) as tx:
+            tx.execute("INSERT INTO meta (key, value) VALUES ('batch:b', '2')")
+            raise StoreError("this inner write fails")
+        # Not committed yet: another connection sees none of it.
+        assert other.execute("SELECT COUNT(*) FROM presence").fetchone()[0] == 0
+    assert other.execute("SELECT state FROM presence WHERE person_id = ?", (person,)).fetchone()[0] == "in"
+    assert store.get_meta("batch:a") == "1"
+    assert store.get_meta("batch:b") is None  # rolled back to its savepoint, the rest kept
+
+
+def test_write_batch_rolls_back_everything_when_it_fails(store: HubStore) -> None:
+    person = store.add_person("Batch Person", NOW)
+    with pytest.raises(RuntimeError), store.write_batch():
+        store.set_presence(person, "in", NOW, "door-1", None, NOW)
+        raise RuntimeError("the batch fails")
+    assert store.presence() == []
+    store.set_meta("after", "x")  # the connection is usable again, out of any transaction
+    assert not store.db.conn.in_transaction

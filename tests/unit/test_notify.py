@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -457,7 +458,11 @@ def test_webhook_posts_signed_json_that_verifies_and_a_tampered_body_does_not(we
     assert valid and text_valid
     assert headers["Content-Type"] == "application/json"
     assert str(uuid.UUID(headers[DELIVERY_HEADER])) == headers[DELIVERY_HEADER]
-    assert json.loads(body) == {"type": "alert", "alert": json.loads(wire.encode(alert))}
+    assert json.loads(body) == {
+        "type": "alert",
+        "text": Notification.for_alert(alert).render(),  # UTC: the notifier was given no site zone
+        "alert": json.loads(wire.encode(alert)),
+    }
     assert json.loads(text_body) == {"type": "text", "text": "hub restarted"}
     signature = headers[SIGNATURE_HEADER]
     assert re.fullmatch(r"sha256=[0-9a-f]{64}", signature)
@@ -708,7 +713,34 @@ def test_docs_examples_match_what_the_code_sends() -> None:
     assert person_config == json.loads(ana.payload)
     webhook_example = re.search(r"```http\n.*?\n\n(.*?)\n```", doc, re.S)
     assert webhook_example
-    assert webhook_example.group(1).encode() == webhook_body(Notification.for_alert(_alert()))
+    berlin = ZoneInfo("Europe/Berlin")  # the docs' site
+    assert webhook_example.group(1).encode() == webhook_body(Notification.for_alert(_alert()), berlin)
     telegram_example = re.search(r"Alerts arrive as plain text.*?```\n(.*?)\n```", doc, re.S)
     assert telegram_example
-    assert telegram_example.group(1) == Notification.for_alert(_alert()).render()
+    assert telegram_example.group(1) == Notification.for_alert(_alert()).render(berlin)
+
+
+def test_discard_drops_queued_notifications_naming_a_person_and_stops_retrying_the_one_in_flight(
+    webhook: FakeWebhook,
+) -> None:
+    webhook.fail_times = 1  # the one in flight fails once, then must not be tried again
+    proceed = threading.Event()
+
+    def sleep(_: float) -> None:
+        proceed.wait(WAIT)
+
+    queue = NotificationQueue([WebhookNotifier(webhook.url, SECRET)], max_attempts=5, sleep=sleep)
+    queue.start()
+    try:
+        queue.submit(Notification.for_text("Zofia Canary left by door-1"))
+        _wait_for(lambda: len(webhook.received) == 1, "the first, failed attempt")
+        queue.submit(Notification.for_text("p-canary1 not arrived"))
+        queue.submit(Notification.for_text("door-2 offline"))
+        dropped = queue.discard(lambda item: item.names("p-canary1", "Zofia Canary"))
+        assert dropped == 2
+        proceed.set()
+        _wait_for(lambda: queue.stats()["webhook"].delivered == 1, "the notification naming nobody")
+    finally:
+        proceed.set()
+        assert queue.stop(WAIT)
+    assert [body["text"] for body in webhook.bodies()] == ["Zofia Canary left by door-1", "door-2 offline"]

@@ -16,6 +16,7 @@ from hub.domain.attendance import (
     compute_days,
     day_bounds,
     day_is_final,
+    day_status,
     local_day,
 )
 from hub.domain.presence import (
@@ -1041,8 +1042,201 @@ def test_sighting_from_a_wire_event_is_utc_and_skips_unknown_faces() -> None:
         track=3,
     )
     sighting = sighting_from_event(event)
-    assert sighting == Sighting("01HV6Z3X9Q8J2K4M5N6P7R8S9T", "in-cam", "ann", t(f"{MON} 08:00"), "left", False)
+    assert sighting == Sighting(
+        "01HV6Z3X9Q8J2K4M5N6P7R8S9T", "in-cam", "ann", t(f"{MON} 08:00"), "left", False, quality=0.8
+    ), "the event's face quality comes along (the best_within first-in photo picks by it)"
     assert sighting.at.utcoffset() == timedelta(0)
     assert sighting_from_event(event.model_copy(update={"person_id": None})) is None
     berlin = Sighting("e2", "in-cam", "ann", datetime(2024, 3, 4, 8, tzinfo=BERLIN), "seen", True)
     assert berlin.at.tzinfo is UTC
+
+
+# --- sign-off outcomes: forgotten check-outs after sign-off, last-out policies, retired devices --------------------
+
+_ENTRANCE_ONLY = passage(f"{MON} 08:00", "in-cam")
+_NIGHT_FORGOT = [*passage(f"{MON} 22:00", "in-cam"), s(f"{TUE} 03:00", "in-cam")]  # overnight, never out
+SIGNOFF_CASES = [
+    # (id, sightings, rules, now, delivered, retired) -> (status, final, last_out, minutes)
+    pytest.param(
+        _ENTRANCE_ONLY,
+        RULES,
+        f"{TUE} 09:00",
+        through(f"{TUE} 09:00", TWO_CAMERAS),
+        set(),
+        ("forgot_checkout", True, None, 0),
+        id="forgot-stays-visible-after-sign-off",
+    ),
+    pytest.param(
+        _ENTRANCE_ONLY,
+        RULES,
+        f"{MON} 20:00",
+        through(f"{MON} 20:00", TWO_CAMERAS),
+        set(),
+        ("open", False, None, 0),
+        id="not-forgotten-before-the-day-ends",
+    ),
+    pytest.param(
+        _FORGOT,
+        replace(RULES, last_out="last_sighting"),
+        f"{TUE} 09:00",
+        through(f"{TUE} 09:00", TWO_CAMERAS),
+        set(),
+        ("forgot_checkout", True, t(f"{MON} 15:00"), 240 + 120),
+        id="policy-last-sighting",
+    ),
+    pytest.param(
+        _FORGOT,
+        replace(RULES, last_out="scheduled_end", scheduled_end=time(17)),
+        f"{TUE} 09:00",
+        through(f"{TUE} 09:00", TWO_CAMERAS),
+        set(),
+        ("forgot_checkout", True, t(f"{MON} 17:00"), 240 + 240),
+        id="policy-scheduled-end",
+    ),
+    pytest.param(
+        _NIGHT_FORGOT,
+        replace(NIGHT_SITE, last_out="scheduled_end", scheduled_end=time(6)),
+        f"{TUE} 13:00",
+        through(f"{TUE} 13:00", TWO_CAMERAS),
+        set(),
+        ("forgot_checkout", True, t(f"{TUE} 06:00"), 8 * 60),
+        id="night-shift-scheduled-end-after-midnight",
+    ),
+    pytest.param(
+        _ENTRANCE_ONLY,
+        RULES,
+        f"{TUE} 09:00",
+        {"in-cam": t(f"{TUE} 09:00")},
+        set(),
+        ("forgot_checkout", False, None, 0),
+        id="a-silent-device-holds-the-day-open",
+    ),
+    pytest.param(
+        _ENTRANCE_ONLY,
+        RULES,
+        f"{TUE} 09:00",
+        {"in-cam": t(f"{TUE} 09:00")},
+        {"out-cam"},
+        ("forgot_checkout", True, None, 0),
+        id="a-retired-device-does-not",
+    ),
+    pytest.param(
+        _CYCLES,
+        replace(RULES, signoff_after=timedelta(minutes=30)),
+        f"{TUE} 04:10",
+        through(f"{TUE} 04:10", TWO_CAMERAS),
+        set(),
+        ("open", False, t(f"{MON} 17:00") + TRACK, 495),
+        id="not-final-within-the-settle-delay",
+    ),
+    pytest.param(
+        _CYCLES,
+        replace(RULES, signoff_after=timedelta(minutes=30)),
+        f"{TUE} 04:30",
+        through(f"{TUE} 04:30", TWO_CAMERAS),
+        set(),
+        ("final", True, t(f"{MON} 17:00") + TRACK, 495),
+        id="final-after-the-settle-delay",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sightings", "rules", "now", "delivered", "retired", "expected"), SIGNOFF_CASES)
+def test_sign_off_outcomes(
+    sightings: list[Sighting],
+    rules: AttendanceRules,
+    now: str,
+    delivered: dict[str, datetime],
+    retired: set[str],
+    expected: tuple[str, bool, datetime | None, int],
+) -> None:
+    (result,) = compute_days(sightings, TWO_CAMERAS, rules, t(now), delivered, retired)
+    assert (day_status(result), result.final, result.last_out, result.minutes_on_site) == expected
+
+
+def test_last_out_policy_is_checked() -> None:
+    with pytest.raises(ValueError, match="last_out must be one of none, last_sighting, scheduled_end"):
+        AttendanceRules(timezone="UTC", last_out="guess")  # type: ignore[arg-type]
+
+
+# --- first-in photo policy -------------------------------------------------------------------------------------
+
+BEST = replace(RULES, first_in_photo="best_within", first_in_photo_window=timedelta(minutes=5))
+
+
+def q(local: str, device: str, quality: float | None, snap: bool = True) -> Sighting:
+    """A `seen` sighting with a face quality score (None: not known, as from rows stored before the score)."""
+    return replace(s(local, device, snap=snap), quality=quality)
+
+
+PHOTO_CASES: list[tuple[str, list[Sighting], AttendanceRules, str]] = [
+    (
+        "earliest-keeps-the-arrival-photo-however-good-the-later-ones",
+        [q(f"{MON} 08:00", "in-cam", 0.4), q(f"{MON} 08:02", "in-cam", 0.95)],
+        RULES,
+        eid(f"{MON} 08:00", "in-cam"),
+    ),
+    (
+        "best-within-takes-the-better-photo-two-minutes-later-at-another-door",
+        [q(f"{MON} 08:00", "in-cam", 0.4), q(f"{MON} 08:02", "side", 0.95), q(f"{MON} 08:03", "in-cam", 0.7)],
+        BEST,
+        eid(f"{MON} 08:02", "side"),
+    ),
+    (
+        "best-within-ignores-a-better-photo-after-the-window",
+        [q(f"{MON} 08:00", "in-cam", 0.4), q(f"{MON} 08:05:01", "in-cam", 0.99)],
+        BEST,
+        eid(f"{MON} 08:00", "in-cam"),
+    ),
+    (
+        "best-within-counts-the-window-end-itself",
+        [q(f"{MON} 08:00", "in-cam", 0.4), q(f"{MON} 08:05", "in-cam", 0.99)],
+        BEST,
+        eid(f"{MON} 08:05", "in-cam"),
+    ),
+    (
+        "best-within-keeps-the-earliest-on-a-tie",
+        [q(f"{MON} 08:00", "in-cam", 0.8), q(f"{MON} 08:01", "in-cam", 0.8), q(f"{MON} 08:02", "side", 0.8)],
+        BEST,
+        eid(f"{MON} 08:00", "in-cam"),
+    ),
+    (
+        "best-within-needs-a-snapshot",
+        [q(f"{MON} 08:00", "in-cam", 0.4), q(f"{MON} 08:01", "in-cam", 0.99, snap=False)],
+        BEST,
+        eid(f"{MON} 08:00", "in-cam"),
+    ),
+    (
+        "best-within-finds-a-photo-when-the-arrival-has-none",
+        [q(f"{MON} 08:00", "in-cam", 0.9, snap=False), q(f"{MON} 08:04", "out-cam", 0.3)],
+        BEST,
+        eid(f"{MON} 08:04", "out-cam"),
+    ),
+    (
+        "an-unknown-quality-counts-lowest",
+        [q(f"{MON} 08:00", "in-cam", None), q(f"{MON} 08:01", "in-cam", 0.1)],
+        BEST,
+        eid(f"{MON} 08:01", "in-cam"),
+    ),
+    (
+        "a-zero-window-keeps-the-arrival-photo",
+        [q(f"{MON} 08:00", "in-cam", 0.4), q(f"{MON} 08:00:30", "in-cam", 0.9)],
+        replace(BEST, first_in_photo_window=timedelta(0)),
+        eid(f"{MON} 08:00", "in-cam"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("sightings", "rules", "photo"), [c[1:] for c in PHOTO_CASES], ids=[c[0] for c in PHOTO_CASES])
+def test_first_in_photo_policy(sightings: list[Sighting], rules: AttendanceRules, photo: str) -> None:
+    for order in (sightings, list(reversed(sightings))):
+        (day,) = compute_days(order, MIXED, rules, t(f"{TUE} 09:00"), through(f"{TUE} 08:00", MIXED))
+        assert day.first_in == sightings[0].at, "the first-in time stays the earliest arrival's"
+        assert day.first_in_event == photo
+
+
+def test_first_in_photo_policy_is_checked() -> None:
+    with pytest.raises(ValueError, match="first_in_photo must be one of earliest, best_within"):
+        AttendanceRules("Europe/Berlin", first_in_photo="best")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="first_in_photo_window"):
+        AttendanceRules("Europe/Berlin", first_in_photo_window=timedelta(minutes=-1))

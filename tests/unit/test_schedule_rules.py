@@ -380,6 +380,7 @@ def test_alert_rule_defaults() -> None:
             "after_s": 120.0,
             "include_stopped": False,
         },
+        "device_silent": {"enabled": True, "severity": "warning", "only_during_work": False, "after_min": 30.0},
         "backlog": {
             "enabled": True,
             "severity": "warning",
@@ -395,6 +396,7 @@ def test_alert_rule_defaults() -> None:
             "temperature_c_max": 80.0,
             "disk_free_mb_min": 500.0,
         },
+        "forgotten_checkout": {"enabled": False, "severity": "info", "only_during_work": False, "at": "09:00"},
     }
 
 
@@ -416,6 +418,9 @@ RULE_ERRORS: list[tuple[dict[str, object], str]] = [
     ({"backlog": {"max_depth": 1.5}}, r"alerts\.backlog\.max_depth: must be a whole number"),
     ({"health": {"enabled": "yes"}}, r"alerts\.health\.enabled: must be true or false"),
     ({"unknown_face": {"window_min": float("inf")}}, r"alerts\.unknown_face\.window_min"),
+    ({"forgotten_checkout": {"at": "9:00"}}, r"alerts\.forgotten_checkout\.at: must be a time of day 'HH:MM'"),
+    ({"forgotten_checkout": {"at": "24:00"}}, r"alerts\.forgotten_checkout\.at"),
+    ({"forgotten_checkout": {"at": 9}}, r"alerts\.forgotten_checkout\.at"),
 ]
 
 

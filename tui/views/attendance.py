@@ -38,6 +38,8 @@ class AttendanceView(View):
         self.loaded_day: date | None = None
         self.last_export: Path | None = None
         self._photos_for: str | None = None
+        self.day_chosen = False
+        """The user moved to another day: the hub's day start no longer moves the view."""
 
     def compose(self) -> ComposeResult:
         yield Label("", id="attendance-day")
@@ -52,8 +54,23 @@ class AttendanceView(View):
             yield Picture(None, id="photo-out", classes="photo")
 
     def on_mount(self) -> None:
-        self.day = self.console.clock().astimezone(self.console.zone).date()
+        self.day = self.current_day()
         self._label()
+
+    def site_known(self) -> None:
+        if self.day_chosen or not self.is_mounted:
+            return
+        day = self.current_day()
+        if day != self.day:
+            self.day = day
+            self._label()
+            if self.console.live.connected and self.display:
+                self.load()
+
+    def current_day(self) -> date:
+        """The attendance day now: the local date, or the day before while earlier than the day's start."""
+        wall = self.console.clock().astimezone(self.console.zone)
+        return wall.date() - timedelta(days=1) if wall.time() < self.console.day_starts_at else wall.date()
 
     def _label(self, note: str = "") -> None:
         assert self.day is not None
@@ -141,6 +158,7 @@ class AttendanceView(View):
     def action_day(self, step: int) -> None:
         assert self.day is not None
         self.day += timedelta(days=step)
+        self.day_chosen = True
         self._label()
         self.redraw(force=True)
         self.load()
@@ -154,6 +172,7 @@ class AttendanceView(View):
             except ValueError:
                 self.console.notify("Use YYYY-MM-DD.", severity="error")
                 return
+            self.day_chosen = True
             self._label()
             self.redraw(force=True)
             self.load()

@@ -50,6 +50,9 @@ class View(Vertical):
     def load(self) -> None:
         """Ask the hub for what this view needs (on show, after a reconnect, on a poll)."""
 
+    def site_known(self) -> None:
+        """The hub told the site's time zone and day start (they may differ from the local fallbacks)."""
+
     def redraw(self, force: bool = False) -> None:
         """Bring the view up to date with the live state (cheap when nothing changed)."""
 
