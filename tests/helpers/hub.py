@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from edge.protocol import wire
 from edge.protocol.config import load_config
@@ -91,6 +92,28 @@ settle_out_after_min = 1
     return path
 
 
+class LockedStore:
+    """A hub's store for a test: every method call holds the hub's store lock.
+
+    The lock is an RLock, so the hub's own threads, which already hold it, pass straight through.
+    """
+
+    def __init__(self, store: HubStore, lock: threading.RLock) -> None:
+        self._store = store
+        self._lock = lock
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._store, name)
+        if not callable(value):
+            return value
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+
+        return locked
+
+
 @contextmanager
 def running_hub(
     config_path: Path,
@@ -116,6 +139,9 @@ def running_hub(
         assess_photos=enroller.assess_photos if enroller is not None else None,
         enrol_capture=enroller.embed_capture if enroller is not None else None,
     )
+    # The test thread uses hub.store as the writer thread does: under the store lock. Unlocked, a test's COMMIT can
+    # meet a statement of the writer's maintenance pass on the one connection ("SQL statements in progress").
+    service.store = cast(HubStore, LockedStore(store, service.store_lock))
     service.start()
     try:
         assert service.link.wait_subscribed(10), "the hub did not subscribe at the test broker"
