@@ -133,8 +133,8 @@ async def scenario() -> dict[str, float]:
         left = {n: "out" for n in range(0, 60, 3)}  # were in
         live.apply(PRESENCE, board(arrived | left))
         started = time.perf_counter()
-        expected = in_count + len(arrived) - len(left)
-        await until(pilot, lambda: table.row_count == expected, "the new board")
+        count = in_count + len(arrived) - len(left)
+        await until(pilot, lambda: table.row_count == count, "the new board")
         timings["new board, 70 changes, filtered"] = time.perf_counter() - started
         assert "p-00001" in shown(table) and "p-00000" not in shown(table)
 
