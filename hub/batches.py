@@ -36,20 +36,20 @@ def drain_batches(
     stop: threading.Event,
     *,
     max_batch: int,
-    wait_s: float,
+    wait_s: float | Callable[[], float],
     before_wait: Callable[[], None] | None = None,
 ) -> None:
     """Until ``stop`` is set: take a batch of up to ``max_batch`` queued messages and hand it to ``handle``.
 
-    Waits up to ``wait_s`` for the first message, then takes what else is queued; ``handle`` stores the batch in one
-    go and acks after the commit. ``before_wait`` runs before every wait (the hub's maintenance, on the thread that
-    writes the store).
+    Waits up to ``wait_s`` (seconds, or a function that says how long this time) for the first message, then takes
+    what else is queued; ``handle`` stores the batch in one go and acks after the commit. ``before_wait`` runs before
+    every wait (the hub's maintenance, on the thread that writes the store).
     """
     while not stop.is_set():
         if before_wait is not None:
             before_wait()
         try:
-            first = source.get(timeout=wait_s)
+            first = source.get(timeout=wait_s() if callable(wait_s) else wait_s)
         except queue.Empty:
             continue
         batch = [first]

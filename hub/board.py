@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
@@ -19,16 +21,30 @@ from hub.domain.presence import (
     apply_sighting,
     expire,
 )
-from hub.store import Device, ReceivedEvent
+from hub.store import AttendanceRow, Device, ReceivedEvent
 
 log = logging.getLogger("rollcall.hub")
 
 PresenceListener = Callable[[datetime, wire.Presence], None]
 """Told every board the hub publishes, with the time it was made (Home Assistant's person states follow it)."""
 
+PUBLISH_EVERY_S = 0.2
+"""The least time between two boards published after presence changes (a burst of batches makes one board each
+``PUBLISH_EVERY_S``, the latest state; the writer publishes a pending board as soon as it is due)."""
+
 
 def _role(value: str) -> Role:
     return "entrance" if value == "entrance" else "exit" if value == "exit" else "both"
+
+
+def _deliveries(devices: list[Device]) -> tuple[dict[str, datetime], set[str]]:
+    """(device -> the instant it delivered everything up to, the retired devices): what sign-off needs of them."""
+    delivered = {}
+    for device in devices:
+        through = device.delivered
+        if through is not None:
+            delivered[device.id] = through
+    return delivered, {d.id for d in devices if d.retired_at is not None}
 
 
 class PresenceBoard:
@@ -54,6 +70,17 @@ class PresenceBoard:
         )
         self._presence: dict[str, PresenceState] = {}
         self._listeners: list[PresenceListener] = []
+        self.publish_every_s = PUBLISH_EVERY_S
+        # The published board, kept in memory: its people (id, name) by id as the store last listed them, and per
+        # person the entry and its encoded JSON, made again only when their presence or name changes.
+        self._people: list[tuple[str, str]] = []
+        self._people_signature: tuple[object, ...] | None = None
+        self._known: set[str] = set()
+        """Ids the store has a row for (erased tombstones too): events naming anybody else are stored, not counted."""
+        self._entries: dict[str, wire.PresenceEntry] = {}
+        self._rows: dict[str, bytes] = {}
+        self._pending = False
+        self._published_at = -math.inf  # monotonic
         self._load()
 
     def after_publish(self, listener: PresenceListener) -> None:
@@ -84,11 +111,27 @@ class PresenceBoard:
         """One person's presence as the hub holds it now."""
         return self._presence.get(person_id)
 
-    def _store(self, state: PresenceState, event_id: str | None, now: datetime) -> None:
+    def _store(self, states: dict[str, tuple[PresenceState, str | None]], now: datetime) -> None:
+        """Keep and store changed presences (person id -> (state, the event that made it)) in two statements."""
+        if not states:
+            return
         store = self.context.store
-        self._presence[state.person_id] = state
-        store.set_presence(state.person_id, state.state, state.since, state.door, event_id, now)
-        store.set_meta(f"presence:{state.person_id}", json.dumps(state.to_dict()))
+        for person_id, (state, _) in states.items():
+            self._presence[person_id] = state
+            self._entries.pop(person_id, None)
+            self._rows.pop(person_id, None)
+        store.set_presences(((s.person_id, s.state, s.since, s.door, event_id) for s, event_id in states.values()), now)
+        store.set_metas((f"presence:{p}", json.dumps(s.to_dict())) for p, (s, _) in states.items())
+
+    def _is_known(self, person_id: str) -> bool:
+        """Whether the store has this person (an erased one too); asked once per id, then remembered."""
+        if person_id in self._known:
+            return True
+        if self.context.store.get_person(person_id) is None:
+            return False
+        self._known.add(person_id)
+        self.people_changed()  # added behind the board's back (a tool, a test): the board lists them too
+        return True
 
     def apply_events(
         self, events: list[ReceivedEvent], inserted: set[str], now: datetime, roles: dict[str, Role]
@@ -97,51 +140,56 @@ class PresenceBoard:
 
         ``events`` must be those that may count (see :class:`EventWindow`): the caller leaves the others out.
         """
-        with self.context.store.write_batch():  # one commit for the batch's presence and attendance rows
-            changed = self._apply_events(events, inserted, now, roles)
-        if changed:
-            self.publish(now)
-
-    def _apply_events(
-        self, events: list[ReceivedEvent], inserted: set[str], now: datetime, roles: dict[str, Role]
-    ) -> bool:
-        """Presence and attendance after the events; whether anyone's presence changed."""
         store = self.context.store
-        changed = False
-        days: set[tuple[str, date]] = set()
-        devices = store.list_devices()
+        with store.write_batch():  # one commit for the batch's presence rows
+            changed, days = self._apply_presence(events, inserted, now, roles)
+        if changed:
+            self.changed()  # the board goes out before the attendance is worked out: the board is what people watch
+        if days:
+            deliveries = _deliveries(store.list_devices())
+            with store.write_batch():  # one commit for the batch's attendance rows
+                store.set_attendances(
+                    row for person_id, day in days for row in self._attendance(person_id, day, now, roles, deliveries)
+                )
+
+    def _apply_presence(
+        self, events: list[ReceivedEvent], inserted: set[str], now: datetime, roles: dict[str, Role]
+    ) -> tuple[bool, list[tuple[str, date]]]:
+        """Presence after the events: whether anyone's changed, and the (person, day) pairs whose attendance may."""
+        changed: dict[str, tuple[PresenceState, str | None]] = {}
+        days: dict[tuple[str, date], None] = {}  # in order of the events, without repeats
         for received in sorted(events, key=lambda r: r.event.at):
             event = received.event
             if event.event_id not in inserted or event.person_id is None:
                 continue
-            if store.get_person(event.person_id) is None:
+            if not self._is_known(event.person_id):
                 continue  # a gallery older than a removal: the event is kept, but it names nobody we know
             sighting = Sighting(
                 event.event_id, event.device, event.person_id, event.at, event.type, event.has_snapshot, event.quality
             )
             role = roles.get(event.device, "both")
-            before = self._presence.get(event.person_id)
+            before = changed[event.person_id][0] if event.person_id in changed else self._presence.get(event.person_id)
             after = apply_sighting(before, sighting, role, self.presence_rules)
             if after != before:
-                self._store(after, event.event_id, now)
-                changed = True
-            days.add((event.person_id, local_day(event.at, self.attendance_rules)))
-        for person_id, day in days:
-            self.recompute_attendance(person_id, day, now, roles, devices)
-        return changed
+                changed[event.person_id] = (after, event.event_id)
+            days[(event.person_id, local_day(event.at, self.attendance_rules))] = None
+        self._store(changed, now)
+        return bool(changed), list(days)
 
     def expire(self, now: datetime) -> None:
         """Mark out whoever was not seen for the presence timeout; publish the board when someone was."""
         timed_out = expire(self._presence.values(), now, self.presence_rules)
-        with self.context.store.write_batch():
-            for state in timed_out:
-                self._store(state, None, now)
         if timed_out:
-            self.publish(now)
+            with self.context.store.write_batch():
+                self._store({state.person_id: (state, None) for state in timed_out}, now)
+            self.changed()
 
     def forget(self, person_id: str) -> None:
         """After an erasure: the person's presence is gone, in memory and in the store's meta table."""
+        self.people_changed()
         self._presence.pop(person_id, None)
+        self._entries.pop(person_id, None)
+        self._rows.pop(person_id, None)
         self.context.store.set_meta(f"presence:{person_id}", "")
 
     # --- attendance --------------------------------------------------------------------------------------------------
@@ -153,37 +201,50 @@ class PresenceBoard:
         now: datetime,
         roles: dict[str, Role] | None = None,
         devices: list[Device] | None = None,
+        deliveries: tuple[dict[str, datetime], set[str]] | None = None,
     ) -> None:
         """Recompute one person's day from its stored sightings (order-independent, so late events just work).
 
-        ``roles`` and ``devices`` as the caller read them for many people at once; read here when not given.
+        ``roles``, ``devices`` and ``deliveries`` (what :func:`_deliveries` makes of the devices) as the caller read
+        them for many people at once; read here when not given.
         """
-        store = self.context.store
         roles = roles if roles is not None else self.roles()
+        if deliveries is None:
+            deliveries = _deliveries(devices if devices is not None else self.context.store.list_devices())
+        self.context.store.set_attendances(self._attendance(person_id, day, now, roles, deliveries))
+
+    def _attendance(
+        self,
+        person_id: str,
+        day: date,
+        now: datetime,
+        roles: dict[str, Role],
+        deliveries: tuple[dict[str, datetime], set[str]],
+    ) -> list[AttendanceRow]:
+        """One person's day as computed from its stored sightings, as the rows to store."""
         start, end = day_bounds(day, self.attendance_rules)
         sightings = [
             Sighting(event_id, device, person_id, at, "left" if kind == "left" else "seen", has_snapshot, quality)
-            for event_id, device, kind, at, has_snapshot, quality in store.sightings(
+            for event_id, device, kind, at, has_snapshot, quality in self.context.store.sightings(
                 person_id, start, end, max_ahead_s=self.window.max_ahead.total_seconds()
             )
         ]
-        devices = devices if devices is not None else store.list_devices()
-        delivered = {d.id: d.delivered for d in devices if d.delivered is not None}
-        retired = {d.id for d in devices if d.retired_at is not None}
-        for result in compute_days(sightings, roles, self.attendance_rules, now, delivered, retired):
-            status = day_status(result)
-            store.set_attendance(
+        delivered, retired = deliveries
+        return [
+            AttendanceRow(
                 result.person_id,
                 result.day,
                 result.first_in,
                 result.last_out,
                 result.minutes_on_site * 60.0,
-                status,
+                day_status(result),
                 now,
                 first_in_event=result.first_in_event,
                 last_out_event=result.last_out_event,
                 final=result.final,
             )
+            for result in compute_days(sightings, roles, self.attendance_rules, now, delivered, retired)
+        ]
 
     def sign_off(self, now: datetime) -> int:
         """The sign-off sweep: recompute every stored day that ended and is not final yet; return how many became final.
@@ -199,18 +260,18 @@ class PresenceBoard:
             return 0
         roles = self.roles()
         devices = store.list_devices()
-        delivered = {d.id: d.delivered for d in devices if d.delivered is not None}
-        retired = {d.id for d in devices if d.retired_at is not None}
+        delivered, retired = _deliveries(devices)
         finals: dict[date, bool] = {}
-        with store.write_batch():  # one commit for the sweep, not one per person
-            for person_id, day, updated_at in pending:
-                if day not in finals:
-                    finals[day] = day_is_final(day, roles, rules, now, delivered, retired)
-                # A day that cannot be final yet is recomputed once after its end (a forgotten check-out shows), then
-                # left alone until a device catches up: a dead device must not cost a recompute of everyone every
-                # pass.
-                if finals[day] or updated_at < day_bounds(day, rules)[1]:
-                    self.recompute_attendance(person_id, day, now, roles, devices)
+        rows: list[AttendanceRow] = []
+        for person_id, day, updated_at in pending:
+            if day not in finals:
+                finals[day] = day_is_final(day, roles, rules, now, delivered, retired)
+            # A day that cannot be final yet is recomputed once after its end (a forgotten check-out shows), then
+            # left alone until a device catches up: a dead device must not cost a recompute of everyone every pass.
+            if finals[day] or updated_at < day_bounds(day, rules)[1]:
+                rows += self._attendance(person_id, day, now, roles, (delivered, retired))
+        with store.write_batch():  # one commit and one statement for the sweep, not one per person
+            store.set_attendances(rows)
         signed = len(pending) - len(store.unsigned_days(ended_before))
         if signed:
             log.info("sign-off: %d of %d open past days are final", signed, len(pending))
@@ -218,26 +279,95 @@ class PresenceBoard:
 
     # --- the published board -----------------------------------------------------------------------------------------
 
-    def payload(self, now: datetime) -> wire.Presence:
-        """The presence board as published."""
-        people = {p.id: p.name for p in self.context.store.list_people()}
-        entries = []
-        for person_id, name in sorted(people.items()):
+    def people_changed(self) -> None:
+        """People were added, renamed or erased: the next board reads their names again."""
+        self._people_signature = None
+
+    def _refresh_people(self) -> None:
+        """Follow the people table (added, renamed, erased by the API, a tool or a test).
+
+        A cheap signature of the table decides whether the names are read again; then only the rows of people whose
+        name changed are made again.
+        """
+        store = self.context.store
+        signature = store.people_signature()
+        if signature == self._people_signature:
+            return
+        self._people_signature = signature
+        people = store.people_names()
+        if people == self._people:
+            return
+        before = dict(self._people)
+        now_named = dict(people)
+        for person_id in before.keys() | now_named.keys():
+            if before.get(person_id) != now_named.get(person_id):
+                self._entries.pop(person_id, None)
+                self._rows.pop(person_id, None)
+        self._known.update(now_named)
+        self._people = people
+
+    def _entry(self, person_id: str, name: str) -> wire.PresenceEntry:
+        entry = self._entries.get(person_id)
+        if entry is None:
             state = self._presence.get(person_id)
-            entries.append(
-                wire.PresenceEntry(
-                    person_id=person_id,
-                    name=name or person_id,
-                    state=state.state if state else "unknown",
-                    since=state.since if state else None,
-                    door=state.door if state else None,
-                )
+            entry = self._entries[person_id] = wire.PresenceEntry(
+                person_id=person_id,
+                name=name or person_id,
+                state=state.state if state else "unknown",
+                since=state.since if state else None,
+                door=state.door if state else None,
             )
-        return wire.Presence(at=now, people=entries)
+        return entry
+
+    def payload(self, now: datetime) -> wire.Presence:
+        """The presence board as published: everybody not erased, by person id."""
+        self._refresh_people()
+        return wire.Presence(at=now, people=[self._entry(p, name) for p, name in self._people])
+
+    def encoded(self, now: datetime) -> bytes:
+        """The board's wire bytes, exactly ``wire.encode(self.payload(now))``, from the rows encoded before.
+
+        A board of 10,000 people is about 1 MB; building and encoding it whole took a quarter of a second, so each
+        person's row is encoded once per change and the board is joined from the rows.
+        """
+        self._refresh_people()
+        rows = self._rows
+        parts = []
+        for person_id, name in self._people:
+            row = rows.get(person_id)
+            if row is None:
+                row = rows[person_id] = self._entry(person_id, name).model_dump_json().encode()
+            parts.append(row)
+        head = wire.encode(wire.Presence(at=now, people=[]))
+        if not head.endswith(b"[]}"):  # the people list must be the last field for the rows to be spliced in
+            raise AssertionError(f"unexpected presence encoding {head!r}")
+        return b"".join((head[:-2], b",".join(parts), b"]}"))
+
+    def changed(self) -> None:
+        """Presence changed: publish the board now if the last one is ``publish_every_s`` old, else when it is."""
+        self._pending = True
+        self.publish_if_due()
+
+    def due_in(self) -> float | None:
+        """Seconds until a pending board is due (0: now); None when no board is pending."""
+        if not self._pending:
+            return None
+        return max(0.0, self._published_at + self.publish_every_s - time.monotonic())
+
+    def publish_if_due(self) -> bool:
+        """Publish a pending board once it is due (the writer calls this between batches); whether it did."""
+        if self.due_in() != 0.0:
+            return False
+        self.publish(self.context.clock())
+        return True
 
     def publish(self, now: datetime) -> None:
-        """Publish the presence board, retained, then tell the listeners (Home Assistant's person states)."""
-        board = self.payload(now)
-        self.context.publish(self.context.topics.hub_presence(), board, qos=1, retain=True)
-        for listener in self._listeners:
-            listener(now, board)
+        """Publish the presence board (the latest state), retained, then tell the listeners (Home Assistant)."""
+        data = self.encoded(now)
+        self._pending = False
+        self._published_at = time.monotonic()
+        self.context.publish(self.context.topics.hub_presence(), data, qos=1, retain=True)
+        if self._listeners:
+            board = self.payload(now)
+            for listener in self._listeners:
+                listener(now, board)

@@ -182,8 +182,9 @@ class Ingest:
         )
         self.board.apply_events(counting, inserted, now, roles)
         max_ahead_s = self.board.window.max_ahead.total_seconds()
-        for device in {r.event.device for r in events}:
-            self.store.advance_delivered(device, max_ahead_s=max_ahead_s)
+        with self.store.write_batch():  # one commit for every device of the batch, not one each
+            for device in {r.event.device for r in events}:
+                self.store.advance_delivered(device, max_ahead_s=max_ahead_s)
 
     def _credible(self, events: list[ReceivedEvent], inserted: set[str], work: _Batch) -> list[ReceivedEvent]:
         """The events that may move alerts, presence and attendance; the others are flagged once, when first stored.

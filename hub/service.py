@@ -104,7 +104,8 @@ class HubService:
         self.galleries = GalleryPublisher(context)
         self.board = PresenceBoard(context)
         self.homeassistant = HomeAssistantBridge(context, presence=self.board.payload)
-        self.board.after_publish(self.homeassistant.publish_states)
+        if self.homeassistant.enabled:  # else no listener: a published board is not built as objects too
+            self.board.after_publish(self.homeassistant.publish_states)
         if self.homeassistant.enabled:
             self.link.subscribe(self.homeassistant.status_topic, qos=1)
         self.alerting = Alerting(
@@ -178,18 +179,31 @@ class HubService:
 
         def maintenance_when_due() -> None:
             nonlocal next_maintenance
+            self._publish_board_if_due()
             if time.monotonic() >= next_maintenance:
                 self._maintenance()
                 next_maintenance = time.monotonic() + 1.0
+
+        def wait_s() -> float:  # no longer than until a pending presence board is due
+            due = self.board.due_in()
+            return 0.2 if due is None else min(0.2, due)
 
         drain_batches(
             self.gate,
             self._handle_safely,
             self.stop_event,
             max_batch=self.max_batch,
-            wait_s=0.2,
+            wait_s=wait_s,
             before_wait=maintenance_when_due,
         )
+
+    def _publish_board_if_due(self) -> None:
+        """Between batches: the presence board, coalesced (at most one each ``PUBLISH_EVERY_S``, the latest state)."""
+        with self.store_lock:
+            try:
+                self.board.publish_if_due()
+            except Exception:
+                log.exception("could not publish the presence board; trying again after the next batch")
 
     def _handle_safely(self, batch: list[Queued]) -> None:
         try:
@@ -261,6 +275,7 @@ class HubService:
         """People were added, renamed or removed: galleries and Home Assistant entities follow."""
         self.galleries.mark_dirty()
         self.homeassistant.mark_dirty()
+        self.board.people_changed()
 
     def forget_person(self, person_id: str, now: datetime) -> None:
         """After an erasure: no presence, new galleries without them, a board without them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
@@ -59,6 +60,21 @@ class AttendanceStore(StoreCore):
                 (person_id, state, stored_time_or_none(since), door, event_id, stored_time(now)),
             )
 
+    def set_presences(
+        self,
+        rows: Iterable[tuple[str, Literal["in", "out", "unknown"], datetime | None, str | None, str | None]],
+        now: datetime,
+    ) -> None:
+        """Store many people's presence at once: (person_id, state, since, door, event_id) each, as ``set_presence``."""
+        stamp = stored_time(now)
+        with transaction(self.db) as tx:
+            tx.executemany(
+                "INSERT INTO presence (person_id, state, since, door, event_id, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(person_id) DO UPDATE SET state = excluded.state, since = excluded.since, "
+                "door = excluded.door, event_id = excluded.event_id, updated_at = excluded.updated_at",
+                [(p, s, stored_time_or_none(since), d, e, stamp) for p, s, since, d, e in rows],
+            )
+
     def presence(self) -> list[PresenceRow]:
         """Every stored presence, by person id."""
         rows = self.db.conn.execute(
@@ -104,6 +120,34 @@ class AttendanceStore(StoreCore):
                     last_out_event,
                     int(final),
                 ),
+            )
+
+    def set_attendances(self, rows: Iterable[AttendanceRow]) -> None:
+        """Store many attendance days at once (each as :meth:`set_attendance`, ``updated_at`` its ``now``)."""
+        with transaction(self.db) as tx:
+            tx.executemany(
+                "INSERT INTO attendance (person_id, day, first_in, last_out, present_s, status, updated_at, "
+                "first_in_event, last_out_event, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(person_id, day) DO "
+                "UPDATE SET first_in = excluded.first_in, last_out = excluded.last_out, "
+                "present_s = excluded.present_s, "
+                "status = excluded.status, updated_at = excluded.updated_at, first_in_event = excluded.first_in_event, "
+                "last_out_event = excluded.last_out_event, final = excluded.final",
+                [
+                    (
+                        r.person_id,
+                        r.day.isoformat(),
+                        stored_time_or_none(r.first_in),
+                        stored_time_or_none(r.last_out),
+                        r.present_s,
+                        r.status,
+                        stored_time(r.updated_at),
+                        r.first_in_event,
+                        r.last_out_event,
+                        int(r.final),
+                    )
+                    for r in rows
+                ],
             )
 
     def unsigned_days(self, before: date) -> list[tuple[str, date, datetime]]:

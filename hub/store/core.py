@@ -107,6 +107,14 @@ class StoreCore:
                 (key, value),
             )
 
+    def set_metas(self, items: Iterable[tuple[str, str]]) -> None:
+        """Set many (key, value) pairs in the meta table in one statement."""
+        with transaction(self.db) as tx:
+            tx.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                list(items),
+            )
+
     def _unlink(self, relative: Iterable[str]) -> None:
         for rel in relative:
             (self.data_dir / rel).unlink(missing_ok=True)

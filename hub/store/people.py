@@ -101,6 +101,23 @@ class PeopleStore(JournalStore):
         ).fetchone()
         return None if row is None else self._person(row)
 
+    def people_names(self) -> list[tuple[str, str]]:
+        """(id, name) of every person not erased, by id: what the presence board lists (no times parsed)."""
+        rows = self.db.conn.execute("SELECT id, name FROM people WHERE erased_at IS NULL ORDER BY id").fetchall()
+        return [(pid, name) for pid, name in rows]
+
+    def people_signature(self) -> tuple[object, ...]:
+        """A cheap summary of the people table that changes when a person is added, renamed or erased.
+
+        One aggregate read (about a millisecond for 10,000 people) instead of reading every name; a rename to a name
+        of the same length stamped with the same ``updated_at`` goes unnoticed, so whoever renames also says so.
+        """
+        return tuple(
+            self.db.conn.execute(
+                "SELECT count(*), max(updated_at), max(erased_at), total(length(name)) FROM people"
+            ).fetchone()
+        )
+
     def list_people(self, *, include_erased: bool = False) -> list[Person]:
         """People by name (then id); erased tombstones only when asked."""
         where = "" if include_erased else "WHERE erased_at IS NULL"
