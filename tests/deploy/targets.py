@@ -40,6 +40,7 @@ EXTRA_PACKAGES = (
     "acl",  # become_user to an unprivileged user (setfacl on Ansible's temporary files)
     "python3-apt",  # ansible.builtin.apt
     "python3-venv",  # the versioned virtualenvs under /opt/rollcall
+    "python3-packaging",  # ansible.builtin.pip imports it on the target
     "python3-cryptography",  # community.crypto modules when they run on a target
     "ca-certificates",
     "openssl",
