@@ -53,6 +53,7 @@ EXTRA_PACKAGES = (
     "mosquitto",
     "mosquitto-clients",
     "mosquitto-dev",
+    "libmosquitto-dev",  # mosquitto.h, which the identity plugin includes
     "libssl-dev",
     "gcc",
     "libc6-dev",
