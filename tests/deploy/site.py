@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tests.deploy import targets as deploy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -154,6 +152,8 @@ def write_site_inventory(
     groups, host_vars, all_vars = inventory_vars(
         wheelhouse=wheelhouse, model_dir=model_dir, broker_port=broker_port, clip_name=clip_name, version=version
     )
+    import yaml  # type: ignore[import-untyped]  # PyYAML comes with the deploy extra (ansible)
+
     example_groups = yaml.safe_load((EXAMPLE_INVENTORY / "hosts.yml").read_text())["all"]["children"]
     if set(groups) != set(example_groups):
         raise AssertionError(f"the example inventory's groups changed: {sorted(example_groups)}; update this test")
