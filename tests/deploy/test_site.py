@@ -39,6 +39,10 @@ from tests.deploy import targets as deploy
 from tests.deploy.conftest import record_timing, run_ansible
 from tests.deploy.test_broker_identity import Authority
 
+#: The first test also waits for the shared site (site.yml on bare targets: minutes on a busy 2-core machine), the
+#: upgrade tests for two pip installs and, when a door does not come online, its deadline twice.
+pytestmark = pytest.mark.timeout(900)
+
 TOPICS = wire.Topics(S.SITE_ID, S.PREFIX)
 IMPORT_DIR = "/var/lib/rollcall/import"
 HUB_DB = "/var/lib/rollcall/hub/rollcall.db"
@@ -77,6 +81,11 @@ class Deployed:
             json_output=True,
         )
         seconds = time.monotonic() - started
+        # Kept beside the inventory (under pytest's temporary folders) for a look at a slow or failed run.
+        runs = len(list(self.site.inventory.parent.glob("run-*.json")))
+        (self.site.inventory.parent / f"run-{runs + 1:02d}-{playbook.removesuffix('.yml')}.json").write_text(
+            done.stdout
+        )
         try:
             document: dict[str, Any] = json.loads(done.stdout)
         except json.JSONDecodeError:
@@ -135,6 +144,20 @@ def failures(document: dict[str, Any]) -> list[str]:
                     message = result.get("msg") or result.get("stderr") or result
                     found.append(f"{task['task']['name']} on {host}: {str(message)[:1500]}")
     return found
+
+
+def slowest(document: dict[str, Any], count: int = 5) -> list[str]:
+    """`seconds task` of the `count` slowest tasks of a run (the json callback's task durations)."""
+    spans = []
+    for play in document.get("plays", []):
+        for task in play["tasks"]:
+            duration = task["task"].get("duration", {})
+            if "start" in duration and "end" in duration:
+                start, end = (
+                    dt.datetime.fromisoformat(duration[key].replace("Z", "+00:00")) for key in ("start", "end")
+                )
+                spans.append(((end - start).total_seconds(), task["task"]["name"]))
+    return [f"{seconds:.1f} s {name}" for seconds, name in sorted(spans, reverse=True)[:count]]
 
 
 def changed(document: dict[str, Any]) -> list[str]:
@@ -241,6 +264,7 @@ def test_a_second_run_of_site_yml_changes_nothing(deployed: Deployed) -> None:
         f"{host}={counts['changed']}" for host, counts in sorted(stats.items())
     )
     record_timing(line)
+    record_timing("  slowest tasks of the second run: " + "; ".join(slowest(document)))
     print(f"\n{line}")
     assert all(counts["changed"] == 0 for counts in stats.values()), changed(document)
 
