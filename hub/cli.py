@@ -196,8 +196,8 @@ def run_hub(args: argparse.Namespace) -> int:
         store = HubStore.from_settings(config.hub)
     except StoreError as exc:
         return _fail(str(exc))
-    except OSError as exc:  # a data folder that cannot be made or written
-        return _fail(f"cannot open the hub's data at {config.hub.database}: {exc.strerror or exc}")
+    except OSError as exc:  # a data folder or key file that cannot be made or written
+        return _fail(f"cannot open the hub's data at {exc.filename or config.hub.database}: {exc.strerror or exc}")
     model_id, size = _model(config)
     enroller = None
     try:

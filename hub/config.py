@@ -18,7 +18,7 @@ class HubSettings(Section):
     id: EntityIdSetting = "hub-1"
     database: ConfigPath = Path("/var/lib/rollcall/hub/rollcall.db")
     data_dir: ConfigPath = Path("/var/lib/rollcall/hub")
-    key_file: ConfigPath = Path("/etc/rollcall/hub.key")
+    key_file: ConfigPath = Path("/etc/rollcall/keys/hub.key")
     accept_unknown_devices: bool = False
     """True: register a device the first time it speaks (role `both`; demos and tests). False (the default, a
     provisioned site): only devices listed under [[cameras]] (or registered before) may deliver or get a gallery."""
