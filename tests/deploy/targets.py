@@ -349,12 +349,25 @@ def _copy_sources(repo: Path, dest: Path, version: str | None) -> None:
         pyproject.write_text(replaced)
 
 
-def build_rollcall_wheel(repo: Path, dest: Path, *, version: str | None = None, timeout: float = 600) -> Path:
-    """A wheel of this working tree (optionally under another version, e.g. to test upgrades) into `dest`."""
+def build_rollcall_wheel(
+    repo: Path,
+    dest: Path,
+    *,
+    version: str | None = None,
+    edit: Callable[[Path], None] | None = None,
+    timeout: float = 600,
+) -> Path:
+    """A wheel of this working tree (optionally under another version, e.g. to test upgrades) into `dest`.
+
+    `edit` is called with the copy of the sources before the build (a deliberately broken release for a test); the
+    checkout itself is never changed.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rollcall-src-") as scratch:
         sources = Path(scratch) / "src"
         _copy_sources(repo, sources, version)
+        if edit is not None:
+            edit(sources)
         log = Path(scratch) / "wheel.log"
         _run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", dest, sources],

@@ -83,8 +83,10 @@ def test_check_config_loads_the_tls_files(tmp_path: Path, capsys: pytest.Capture
         captured = capsys.readouterr()
         return code, captured.out + captured.err
 
+    key.chmod(0o600)
     code, out = check(ca.ca_file, cert, key)
     assert code == 0 and "supervisor 'alice'" in out and f"client certificate {cert}" in out
+    assert "warning" not in out  # a key only its owner may read (as the deployed hosts have them)
     code, out = check(tmp_path / "missing.crt", cert, key)
     assert code == 2 and f"mqtt.tls.ca_file: no such file {tmp_path / 'missing.crt'}" in out
     code, out = check(ca.ca_file, cert, other_key)
@@ -92,3 +94,6 @@ def test_check_config_loads_the_tls_files(tmp_path: Path, capsys: pytest.Capture
     key.chmod(0o644)
     code, out = check(ca.ca_file, cert, key)
     assert code == 0 and f"mqtt.tls.key_file: {key} is readable by group or others" in out
+    key.chmod(0o640)  # its group may read it: still warned about
+    code, out = check(ca.ca_file, cert, key)
+    assert code == 0 and f"mqtt.tls.key_file: {key} is readable by group or others (mode 0640)" in out
