@@ -99,28 +99,13 @@ class AttendanceStore(StoreCore):
 
         ``status`` is the outcome (open, provisional, forgot_checkout, final), ``final`` whether it is signed off.
         """
-        with transaction(self.db) as tx:
-            tx.execute(
-                "INSERT INTO attendance (person_id, day, first_in, last_out, present_s, status, updated_at, "
-                "first_in_event, last_out_event, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(person_id, day) DO "
-                "UPDATE SET first_in = excluded.first_in, last_out = excluded.last_out, "
-                "present_s = excluded.present_s, "
-                "status = excluded.status, updated_at = excluded.updated_at, first_in_event = excluded.first_in_event, "
-                "last_out_event = excluded.last_out_event, final = excluded.final",
-                (
-                    person_id,
-                    day.isoformat(),
-                    stored_time_or_none(first_in),
-                    stored_time_or_none(last_out),
-                    present_s,
-                    status,
-                    stored_time(now),
-                    first_in_event,
-                    last_out_event,
-                    int(final),
-                ),
-            )
+        self.set_attendances(
+            [
+                AttendanceRow(
+                    person_id, day, first_in, last_out, present_s, status, now, first_in_event, last_out_event, final
+                )
+            ]
+        )
 
     def set_attendances(self, rows: Iterable[AttendanceRow]) -> None:
         """Store many attendance days at once (each as :meth:`set_attendance`, ``updated_at`` its ``now``)."""
