@@ -189,3 +189,32 @@ def test_the_console_keeps_only_as_many_live_events_as_its_events_view_shows() -
     kept = live.events()
     assert len(kept) == 50 and live.events_seen == 120
     assert {e.seq for e in kept} == set(range(70, 120))  # the newest
+
+
+def test_a_live_table_keeps_only_the_renders_of_what_it_shows() -> None:
+    from textual.app import App, ComposeResult
+    from textual.widgets import DataTable
+
+    from tui.widgets.tables import TableSync
+
+    class OneTable(App[None]):
+        def compose(self) -> ComposeResult:
+            yield DataTable()
+
+    rows, columns = 30, 6
+
+    async def scenario() -> tuple[int, int, int]:
+        app = OneTable()
+        async with app.run_test(size=(160, 48)) as pilot:
+            table: DataTable[str] = app.query_one(DataTable)
+            sync = TableSync(table, [(f"c{c}", f"C{c}") for c in range(columns)])
+            for step in range(80):  # a live screen: an age or a count changes in every row, then it is drawn
+                sync.sync({f"r{r}": tuple(f"{r}-{c}-{(step + r) % 97}" for c in range(columns)) for r in range(rows)})
+                await pilot.pause()
+            gc.collect()
+            return len(table._cell_render_cache), len(table._row_render_cache), len(table._line_cache)
+
+    cells, row_renders, lines = run(scenario)
+    # Before the fix each change left the last screenful of renders behind: 10,000 cells (~14 MB) after 80 changes.
+    assert cells <= (rows + 1) * columns, f"{cells} rendered cells kept for a table of {rows} x {columns}"
+    assert row_renders <= rows + 1 and lines <= rows + 1, f"{row_renders} rows and {lines} lines kept"

@@ -8,6 +8,8 @@ from typing import Any
 
 from textual.widgets import DataTable
 
+from tui.widgets.textual_fixes import forget_stale_renders
+
 Cells = tuple[str, ...]
 
 REFILL_OVER = 200
@@ -81,6 +83,8 @@ class TableSync:
                     table.update_cell(key, column, cell, update_width=True)
         if added:
             self.apply_sort()
+        if changed:
+            forget_stale_renders(table)
         return changed
 
     def _refill(self, desired: Mapping[str, Cells]) -> None:

@@ -1,4 +1,4 @@
-"""A fix for Textual (8.2) that keeps the styles caches of removed widgets alive.
+"""Fixes for Textual (8.2) caches that keep memory alive: removed widgets' styles caches, a live table's old renders.
 
 ``StylesCache.get_inner_outer`` is a method under ``functools.lru_cache(1024)``, so the cache's key holds the
 widget's ``StylesCache`` itself, with every line it rendered. Each widget ever created (the footer's keys on every
@@ -14,6 +14,7 @@ from typing import Any
 from textual._styles_cache import StylesCache
 from textual.color import Color
 from textual.style import Style
+from textual.widgets import DataTable
 
 
 @lru_cache(1024)
@@ -29,3 +30,16 @@ def _get_inner_outer(_cache: Any, base_background: Color, background: Color) -> 
 def forget_styles_caches() -> None:
     """Key Textual's inner/outer background cache by the colours only (idempotent)."""
     StylesCache.get_inner_outer = _get_inner_outer  # type: ignore[method-assign,assignment]
+
+
+def forget_stale_renders(table: DataTable[Any]) -> None:
+    """Drop the rendered cells, rows and lines of a DataTable whose data just changed.
+
+    DataTable keys its render caches on an update counter that every ``update_cell`` and ``add_row`` bumps, so a
+    change makes every cached render unreachable, yet they stay until the caches' LRU bounds (10,000 cells, 1,000
+    rows and lines) push them out: about 14 MB for a 30-row table, filled over hours of live updates and then kept.
+    ``clear()`` drops them the same way; this does it without clearing the data.
+    """
+    clear = getattr(table, "_clear_caches", None)
+    if callable(clear):
+        clear()
