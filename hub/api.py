@@ -377,6 +377,7 @@ class RequestHandler:
             day = date.fromisoformat(_text(params, "date"))
         except ValueError:
             raise RequestError("bad_params", "parameter 'date' must be YYYY-MM-DD") from None
+        self.board.settle_attendance(now)  # the days of events still waiting for their recompute, up to date first
         names = {p.id: p.name for p in self.store.list_people()}
         return [
             {

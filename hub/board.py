@@ -81,6 +81,8 @@ class PresenceBoard:
         self._rows: dict[str, bytes] = {}
         self._pending = False
         self._published_at = -math.inf  # monotonic
+        self._due_since: float | None = None
+        """When (monotonic) an attendance recompute first waited since the last one settled them all."""
         self._load()
 
     def after_publish(self, listener: PresenceListener) -> None:
@@ -99,6 +101,8 @@ class PresenceBoard:
 
     def _load(self) -> None:
         store = self.context.store
+        if store.attendance_due(1):  # left by a hub that stopped before it recomputed them
+            self._due_since = time.monotonic()
         for row in store.presence():
             raw = store.get_meta(f"presence:{row.person_id}")
             if raw:
@@ -136,28 +140,69 @@ class PresenceBoard:
     def apply_events(
         self, events: list[ReceivedEvent], inserted: set[str], now: datetime, roles: dict[str, Role]
     ) -> None:
-        """Move presence on by the newly stored events, recompute their people's days, publish a changed board.
+        """Move presence on by the newly stored events and publish a changed board; their days become due.
 
-        ``events`` must be those that may count (see :class:`EventWindow`): the caller leaves the others out.
+        ``events`` must be those that may count (see :class:`EventWindow`): the caller leaves the others out. The
+        attendance of the days they touch is recomputed by :meth:`settle_attendance` (the writer runs it when no
+        messages wait), so a burst of arrivals moves the board without waiting for everybody's day.
         """
         store = self.context.store
         with store.write_batch():  # one commit for the batch's presence rows
-            changed, days = self._apply_presence(events, inserted, now, roles)
+            changed = self._apply_presence(events, inserted, now, roles)
         if changed:
             self.changed()  # the board goes out before the attendance is worked out: the board is what people watch
-        if days:
-            deliveries = _deliveries(store.list_devices())
-            with store.write_batch():  # one commit for the batch's attendance rows
-                store.set_attendances(
-                    row for person_id, day in days for row in self._attendance(person_id, day, now, roles, deliveries)
-                )
+
+    def note_days(self, events: list[ReceivedEvent]) -> None:
+        """Mark the (person, day) pairs of ``events`` due for an attendance recompute (in the caller's transaction).
+
+        The ingest marks them in the transaction that stores the events, so nothing stored can miss its recompute.
+        """
+        rules = self.attendance_rules
+        pairs = {(p, local_day(r.event.at, rules)) for r in events if (p := r.event.person_id) is not None}
+        if pairs:
+            self.context.store.mark_attendance_due(sorted(pairs))
+            if self._due_since is None:
+                self._due_since = time.monotonic()
+
+    def attendance_due_for_s(self) -> float | None:
+        """How long (seconds) the oldest attendance recompute has waited; None when none waits."""
+        return None if self._due_since is None else time.monotonic() - self._due_since
+
+    def settle_attendance(self, now: datetime, limit: int | None = None) -> int:
+        """Recompute the days waiting in the store (the longest waiting first, at most ``limit``); how many.
+
+        The sightings of each day's people are read in a few statements, the rows stored and the pairs cleared in
+        one commit.
+        """
+        store = self.context.store
+        due = store.attendance_due(limit)
+        if not due:
+            self._due_since = None
+            return 0
+        roles = self.roles()
+        deliveries = _deliveries(store.list_devices())
+        by_day: dict[date, list[str]] = {}
+        for person_id, day in due:
+            if self._is_known(person_id):  # an event naming nobody stored (a gallery older than a removal): no day
+                by_day.setdefault(day, []).append(person_id)
+        rows: list[AttendanceRow] = []
+        for day, people in by_day.items():
+            start, end = day_bounds(day, self.attendance_rules)
+            found = store.sightings_of(people, start, end, max_ahead_s=self.window.max_ahead.total_seconds())
+            for person_id in people:
+                rows += self._attendance(person_id, day, now, roles, deliveries, found[person_id])
+        with store.write_batch():
+            store.set_attendances(rows)
+            store.clear_attendance_due(due)
+        if limit is None or len(due) < limit:
+            self._due_since = None
+        return len(due)
 
     def _apply_presence(
         self, events: list[ReceivedEvent], inserted: set[str], now: datetime, roles: dict[str, Role]
-    ) -> tuple[bool, list[tuple[str, date]]]:
-        """Presence after the events: whether anyone's changed, and the (person, day) pairs whose attendance may."""
+    ) -> bool:
+        """Presence after the events: whether anyone's changed."""
         changed: dict[str, tuple[PresenceState, str | None]] = {}
-        days: dict[tuple[str, date], None] = {}  # in order of the events, without repeats
         for received in sorted(events, key=lambda r: r.event.at):
             event = received.event
             if event.event_id not in inserted or event.person_id is None:
@@ -172,9 +217,8 @@ class PresenceBoard:
             after = apply_sighting(before, sighting, role, self.presence_rules)
             if after != before:
                 changed[event.person_id] = (after, event.event_id)
-            days[(event.person_id, local_day(event.at, self.attendance_rules))] = None
         self._store(changed, now)
-        return bool(changed), list(days)
+        return bool(changed)
 
     def expire(self, now: datetime) -> None:
         """Mark out whoever was not seen for the presence timeout; publish the board when someone was."""
@@ -194,25 +238,6 @@ class PresenceBoard:
 
     # --- attendance --------------------------------------------------------------------------------------------------
 
-    def recompute_attendance(
-        self,
-        person_id: str,
-        day: date,
-        now: datetime,
-        roles: dict[str, Role] | None = None,
-        devices: list[Device] | None = None,
-        deliveries: tuple[dict[str, datetime], set[str]] | None = None,
-    ) -> None:
-        """Recompute one person's day from its stored sightings (order-independent, so late events just work).
-
-        ``roles``, ``devices`` and ``deliveries`` (what :func:`_deliveries` makes of the devices) as the caller read
-        them for many people at once; read here when not given.
-        """
-        roles = roles if roles is not None else self.roles()
-        if deliveries is None:
-            deliveries = _deliveries(devices if devices is not None else self.context.store.list_devices())
-        self.context.store.set_attendances(self._attendance(person_id, day, now, roles, deliveries))
-
     def _attendance(
         self,
         person_id: str,
@@ -220,14 +245,17 @@ class PresenceBoard:
         now: datetime,
         roles: dict[str, Role],
         deliveries: tuple[dict[str, datetime], set[str]],
+        stored: list[tuple[str, str, str, datetime, bool, float | None]] | None = None,
     ) -> list[AttendanceRow]:
-        """One person's day as computed from its stored sightings, as the rows to store."""
-        start, end = day_bounds(day, self.attendance_rules)
-        sightings = [
-            Sighting(event_id, device, person_id, at, "left" if kind == "left" else "seen", has_snapshot, quality)
-            for event_id, device, kind, at, has_snapshot, quality in self.context.store.sightings(
+        """One person's day as computed from its stored sightings (``stored``: read already), as the rows to store."""
+        if stored is None:
+            start, end = day_bounds(day, self.attendance_rules)
+            stored = self.context.store.sightings(
                 person_id, start, end, max_ahead_s=self.window.max_ahead.total_seconds()
             )
+        sightings = [
+            Sighting(event_id, device, person_id, at, "left" if kind == "left" else "seen", has_snapshot, quality)
+            for event_id, device, kind, at, has_snapshot, quality in stored
         ]
         delivered, retired = deliveries
         return [
@@ -255,9 +283,13 @@ class PresenceBoard:
         store = self.context.store
         rules = self.attendance_rules
         ended_before = local_day(now, rules)  # the days before today have ended
+        # Days that new events changed are recomputed before they are judged; those that became final then count.
+        due = {(p, d) for p, d in store.attendance_due() if d < ended_before and self._is_known(p)}
+        self.settle_attendance(now)
         pending = store.unsigned_days(ended_before)
+        settled_final = len(due - {(p, d) for p, d, _ in pending})
         if not pending:
-            return 0
+            return settled_final
         roles = self.roles()
         devices = store.list_devices()
         delivered, retired = _deliveries(devices)
@@ -272,9 +304,9 @@ class PresenceBoard:
                 rows += self._attendance(person_id, day, now, roles, (delivered, retired))
         with store.write_batch():  # one commit and one statement for the sweep, not one per person
             store.set_attendances(rows)
-        signed = len(pending) - len(store.unsigned_days(ended_before))
+        signed = len(pending) - len(store.unsigned_days(ended_before)) + settled_final
         if signed:
-            log.info("sign-off: %d of %d open past days are final", signed, len(pending))
+            log.info("sign-off: %d of %d open past days are final", signed, len(pending) + settled_final)
         return signed
 
     # --- the published board -----------------------------------------------------------------------------------------

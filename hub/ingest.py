@@ -169,12 +169,14 @@ class Ingest:
     def _store_events(self, work: _Batch, now: datetime) -> None:
         events = work.events
         self._note_new_epochs(events)
-        inserted = set(self.store.insert_events(events))
+        with self.store.write_batch():  # the events and the days they make due, in one commit
+            inserted = set(self.store.insert_events(events))
+            counting = self._credible(events, inserted, work)
+            self.board.note_days([r for r in counting if r.event.event_id in inserted])
         self.counters.events_stored += len(inserted)
         self.counters.duplicates += len(events) - len(inserted)
         for received in events:
             work.acks[received.event.device][0].append(received.event.event_id)
-        counting = self._credible(events, inserted, work)
         # Alerts first, then presence and attendance: the order the hub has always judged new events in.
         roles = self.board.roles()
         self.alerting.on_events(

@@ -40,6 +40,10 @@ log = logging.getLogger("rollcall.hub")
 
 SIGNOFF_EVERY_S = 60
 """How often the writer runs the sign-off sweep over past days that are not final yet."""
+ATTENDANCE_LAG_S = 5.0
+"""Under a steady stream of messages, the longest an attendance recompute waits before the writer takes a slice."""
+ATTENDANCE_SLICE = 500
+"""How many (person, day) pairs one such slice recomputes (about a tenth of a second on a small machine)."""
 
 
 class HubService:
@@ -184,6 +188,10 @@ class HubService:
                 self._maintenance()
                 next_maintenance = time.monotonic() + 1.0
 
+        def settle_when_due() -> None:
+            self._settle_attendance_if_due()
+            maintenance_when_due()
+
         def wait_s() -> float:  # no longer than until a pending presence board is due
             due = self.board.due_in()
             return 0.2 if due is None else min(0.2, due)
@@ -194,8 +202,32 @@ class HubService:
             self.stop_event,
             max_batch=self.max_batch,
             wait_s=wait_s,
-            before_wait=maintenance_when_due,
+            before_wait=settle_when_due,
         )
+        with self.store_lock:  # stopping: what the last batches made due is recomputed before the hub exits
+            self._settle_attendance(None)
+
+    def _settle_attendance_if_due(self) -> None:
+        """Between batches: recompute the attendance days new events made due, when it costs no waiting message.
+
+        All of them once no message waits; under a steady stream, a slice once the oldest waited
+        ``ATTENDANCE_LAG_S`` (so a long burst delays a day's figures by seconds, never the presence board).
+        """
+        waited = self.board.attendance_due_for_s()
+        if waited is None:
+            return
+        if self.gate.qsize() == 0:
+            with self.store_lock:
+                self._settle_attendance(None)
+        elif waited >= ATTENDANCE_LAG_S:
+            with self.store_lock:
+                self._settle_attendance(ATTENDANCE_SLICE)
+
+    def _settle_attendance(self, limit: int | None) -> None:
+        try:
+            self.board.settle_attendance(self.clock(), limit)
+        except Exception:  # the pairs stay due in the store: the next pass (or the next start) tries again
+            log.exception("could not recompute the attendance of the days new events changed")
 
     def _publish_board_if_due(self) -> None:
         """Between batches: the presence board, coalesced (at most one each ``PUBLISH_EVERY_S``, the latest state)."""
@@ -207,13 +239,19 @@ class HubService:
 
     def _handle_safely(self, batch: list[Queued]) -> None:
         try:
-            self.handle_batch(batch)
+            self.ingest.handle_batch(batch)
         except Exception:  # never let one bad batch stop ingest; the devices will resend what was not acked
             log.exception("a batch of %d messages failed; nothing from it was acked", len(batch))
 
     def handle_batch(self, batch: list[Queued]) -> None:
-        """Validate, store and commit a batch, then ack it (the writer thread's one job)."""
+        """Validate, store and commit a batch, ack it, and recompute the attendance it changed, all at once.
+
+        For callers driving the hub by hand (tools, tests); the writer thread defers the attendance while messages
+        wait (:meth:`_settle_attendance_if_due`).
+        """
         self.ingest.handle_batch(batch)
+        with self.store_lock:
+            self.board.settle_attendance(self.clock())
 
     def _maintenance(self) -> None:
         self.notifier.watchdog()  # from the writer thread: it proves the store's one user still turns

@@ -135,6 +135,29 @@ class AttendanceStore(StoreCore):
                 ],
             )
 
+    def mark_attendance_due(self, pairs: Iterable[tuple[str, date]]) -> None:
+        """Note (person_id, day) pairs whose attendance must be recomputed (kept until :meth:`clear_attendance_due`)."""
+        with transaction(self.db) as tx:
+            tx.executemany(
+                "INSERT OR IGNORE INTO attendance_due (person_id, day) VALUES (?, ?)",
+                [(person_id, day.isoformat()) for person_id, day in pairs],
+            )
+
+    def attendance_due(self, limit: int | None = None) -> list[tuple[str, date]]:
+        """The (person_id, day) pairs waiting to be recomputed, the longest waiting first (at most ``limit``)."""
+        rows = self.db.conn.execute(
+            "SELECT person_id, day FROM attendance_due ORDER BY rowid LIMIT ?", (-1 if limit is None else limit,)
+        )
+        return [(p, date.fromisoformat(d)) for p, d in rows]
+
+    def clear_attendance_due(self, pairs: Iterable[tuple[str, date]]) -> None:
+        """Forget pairs that were recomputed."""
+        with transaction(self.db) as tx:
+            tx.executemany(
+                "DELETE FROM attendance_due WHERE person_id = ? AND day = ?",
+                [(person_id, day.isoformat()) for person_id, day in pairs],
+            )
+
     def unsigned_days(self, before: date) -> list[tuple[str, date, datetime]]:
         """(person_id, day, updated_at) of every stored day before ``before`` not signed off yet, oldest first."""
         rows = self.db.conn.execute(

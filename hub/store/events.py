@@ -201,6 +201,31 @@ class EventStore(JournalStore):
         )
         return [(e, d, t, read_time(a), bool(h), None if q is None else float(q)) for e, d, t, a, h, q in rows]
 
+    def sightings_of(
+        self, person_ids: Iterable[str], start: datetime, end: datetime, max_ahead_s: float | None = None
+    ) -> dict[str, list[tuple[str, str, str, datetime, bool, float | None]]]:
+        """:meth:`sightings` of many people at once (a statement per :data:`ID_CHUNK` of them), by person id.
+
+        Everybody asked for is in the result, those without sightings with an empty list.
+        """
+        ids = list(dict.fromkeys(person_ids))
+        found: dict[str, list[tuple[str, str, str, datetime, bool, float | None]]] = {p: [] for p in ids}
+        ahead = "" if max_ahead_s is None else " AND (clock_skew_s IS NULL OR clock_skew_s >= ?)"
+        for chunk in id_chunks(ids):
+            rows = self.db.conn.execute(
+                "SELECT person_id, event_id, device, type, at, has_snapshot, quality FROM events "
+                f"WHERE person_id IN ({', '.join('?' * len(chunk))}) AND at >= ? AND at < ?{ahead} ORDER BY at",
+                (
+                    *chunk,
+                    stored_time(start),
+                    stored_time(end),
+                    *(() if max_ahead_s is None else (-max_ahead_s,)),
+                ),
+            )
+            for p, e, d, t, a, h, q in rows:
+                found[p].append((e, d, t, read_time(a), bool(h), None if q is None else float(q)))
+        return found
+
     def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest events first, as column -> value mappings."""
         cur = self.db.conn.execute("SELECT * FROM events ORDER BY at DESC, seq DESC LIMIT ?", (limit,))

@@ -235,6 +235,7 @@ class PeopleStore(JournalStore):
             templates = tx.execute("DELETE FROM templates WHERE person_id = ?", (person_id,)).rowcount
             tx.execute("DELETE FROM presence WHERE person_id = ?", (person_id,))
             tx.execute("DELETE FROM attendance WHERE person_id = ?", (person_id,))
+            tx.execute("DELETE FROM attendance_due WHERE person_id = ?", (person_id,))
             audit_redacted = self._redact_audit(tx, person_id, name)
             dead_letters = self._erase_dead_letters(tx, person_id, name)
             alerts = self._erase_from_alert_book(tx, person_id, name)

@@ -290,6 +290,16 @@ def _v7_device_retirement_and_signoff(db: sqlite_utils.Database) -> None:
     db.table("attendance").create_index(["final", "day"])
 
 
+def _v8_attendance_due(db: sqlite_utils.Database) -> None:
+    """Version 8: the (person, day) pairs whose attendance new events changed and the hub has not recomputed yet.
+
+    Marked in the transaction that stores the events, so a crash between storing and recomputing loses nothing: the
+    hub recomputes what is left here when it starts. The writer recomputes them when no messages wait (a burst of
+    arrivals moves presence first, attendance a moment later).
+    """
+    db.execute("CREATE TABLE attendance_due (person_id TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (person_id, day))")
+
+
 MIGRATIONS: list[Migration] = [
     _v1_tables,
     _v2_model_pack_and_retention_indexes,
@@ -298,6 +308,7 @@ MIGRATIONS: list[Migration] = [
     _v5_outbox_epochs,
     _v6_dead_letter_summaries,
     _v7_device_retirement_and_signoff,
+    _v8_attendance_due,
 ]
 """Schema steps in order; the database's ``PRAGMA user_version`` is the number applied. Only ever append."""
 
