@@ -101,6 +101,7 @@ class PresenceBoard:
 
     def _load(self) -> None:
         store = self.context.store
+        self._known.update(store.person_ids())  # one read, not one per person's first event
         if store.attendance_due(1):  # left by a hub that stopped before it recomputed them
             self._due_since = time.monotonic()
         for row in store.presence():

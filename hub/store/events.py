@@ -36,7 +36,10 @@ class EventStore(JournalStore):
         made before epochs) count in the device's epoch ``''``.
         """
         inserted: list[str] = []
+        rows = list(rows)
+        first_seen: dict[tuple[str, str], str] = {}  # (device, epoch) -> when first seen, recorded once per batch
         with transaction(self.db) as tx:
+            erased = self._erased_among(tx, {r.event.person_id for r in rows if r.event.person_id is not None})
             for row in rows:
                 event = row.event
                 epoch = event.epoch or ""
@@ -44,7 +47,7 @@ class EventStore(JournalStore):
                 score: float | None = event.score
                 margin: float | None = event.margin
                 redacted = 0
-                if person is not None and self._is_erased(tx, person):
+                if person is not None and person in erased:
                     person, score, margin, redacted = None, None, None, 1
                 try:
                     cur = tx.execute(
@@ -86,11 +89,12 @@ class EventStore(JournalStore):
                     continue
                 if cur.rowcount == 1:
                     inserted.append(event.event_id)
-                    tx.execute(
-                        "INSERT INTO device_epochs (device, epoch, first_seen) VALUES (?, ?, ?) "
-                        "ON CONFLICT(device, epoch) DO NOTHING",
-                        (event.device, epoch, stored_time(row.received_at)),
-                    )
+                    first_seen.setdefault((event.device, epoch), stored_time(row.received_at))
+            tx.executemany(
+                "INSERT INTO device_epochs (device, epoch, first_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT(device, epoch) DO NOTHING",
+                [(device, epoch, seen) for (device, epoch), seen in first_seen.items()],
+            )
         return inserted
 
     def device_epochs(self, device_id: str) -> list[tuple[str, int | None]]:
@@ -101,9 +105,15 @@ class EventStore(JournalStore):
         return [(str(epoch), seq) for epoch, seq in rows]
 
     @staticmethod
-    def _is_erased(tx: sqlite3.Connection, person_id: str) -> bool:
-        row = tx.execute("SELECT erased_at FROM people WHERE id = ?", (person_id,)).fetchone()
-        return row is not None and row[0] is not None
+    def _erased_among(tx: sqlite3.Connection, person_ids: set[str]) -> set[str]:
+        """The erased people among ``person_ids`` (one statement per chunk, not one per event)."""
+        erased: set[str] = set()
+        for chunk in id_chunks(sorted(person_ids)):
+            rows = tx.execute(
+                f"SELECT id FROM people WHERE erased_at IS NOT NULL AND id IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            erased.update(person_id for (person_id,) in rows)
+        return erased
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         """One stored event as a column -> value mapping (times as text); None when unknown."""

@@ -101,6 +101,10 @@ class PeopleStore(JournalStore):
         ).fetchone()
         return None if row is None else self._person(row)
 
+    def person_ids(self) -> list[str]:
+        """The id of everybody the store has a row for, erased tombstones too."""
+        return [pid for (pid,) in self.db.conn.execute("SELECT id FROM people")]
+
     def people_names(self) -> list[tuple[str, str]]:
         """(id, name) of every person not erased, by id: what the presence board lists (no times parsed)."""
         rows = self.db.conn.execute("SELECT id, name FROM people WHERE erased_at IS NULL ORDER BY id").fetchall()

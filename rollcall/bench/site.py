@@ -5,8 +5,10 @@ through an exit door and comes back, and leaves in the evening; a few forget to 
 whole day late (their events arrive in the evening, as after a network outage). A sender process publishes it, door
 by door topic, through a private broker (Mosquitto if installed) to the hub, which runs in its own process on its own
 database file with a controlled clock: the sender moves the hub's clock with the events it publishes (shared memory),
-so a day takes seconds, not hours. The morning rush is paced at ``--pace`` times real time (default 1000: 10,000
-arrivals in 1.8 s); the rest of the day goes as fast as the hub takes it.
+so a day takes seconds, not hours. The morning rush is paced at ``--pace`` times real time (default 100: 10,000
+arrivals in 18 s, 560 a second where a real site's rush brings 5.6); the rest of the day goes as fast as the hub
+takes it. At 1000x the rush (5,600 arrivals a second) outruns what one hub process on two cores stores (about 1,500
+events a second), so the board lags by the backlog: that pace measures throughput, not the board's latency.
 
 Figures: the day's span over the wall time it took to store it (``speedup_vs_realtime``); the sign-off sweep that
 makes the day final for everybody (run once the doors reported their outboxes empty the next morning); a month's
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import multiprocessing
 import os
 import random
@@ -282,15 +285,15 @@ class BoardWatcher:
 
         def on_board(message: Received) -> None:
             arrived = time.monotonic()
-            _, board = wire.decode(message.topic, message.payload)
-            if not isinstance(board, wire.Presence):
-                return
+            # The stdlib parser, not the contract's validation: this process is the measuring instrument and shares
+            # the two cores with the hub, so it spends as little as it can (the hub's boards are validated in tests).
+            board = json.loads(message.payload)
             with self._lock:
                 self.boards += 1
-                self.rows = len(board.people)
-                for entry in board.people:
-                    if entry.state == "in" and entry.person_id not in self.first_in:
-                        self.first_in[entry.person_id] = arrived
+                self.rows = len(board["people"])
+                for entry in board["people"]:
+                    if entry["state"] == "in" and entry["person_id"] not in self.first_in:
+                        self.first_in[entry["person_id"]] = arrived
 
         self.link = MqttLink(MqttSettings(port=port), client_id="bench-supervisor", on_message=on_board)
         self.link.subscribe(wire.Topics(SITE).hub_presence(), qos=1)
@@ -355,7 +358,7 @@ def _month_report(folder: Path, port: int) -> tuple[float, int]:
 
 
 def bench_site(
-    people: int = 10_000, doors: int = 100, pace: float = 1000.0, progress: bool = True
+    people: int = 10_000, doors: int = 100, pace: float = 100.0, progress: bool = True
 ) -> dict[str, float | int | str]:
     """Every figure of the site bench; starts a private broker (Mosquitto if installed), a hub and a sender."""
     from rollcall.broker import LocalBroker, find_mosquitto
