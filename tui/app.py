@@ -151,7 +151,9 @@ class RollcallApp(App[None]):
             ("Everywhere", [(self._key_name(b), b.description) for b in self._bindings_of(self.BINDINGS)])
         ]
         for view in VIEWS:
-            bindings = self._bindings_of(getattr(view, "BINDINGS", []))
+            # A view's own keys and those of the view classes it builds on (the search of Searchable), base first.
+            inherited = [c.__dict__.get("BINDINGS", []) for c in reversed(view.__mro__) if issubclass(c, View)]
+            bindings = self._bindings_of([b for own in inherited for b in own])
             if bindings:
                 sections.append((view.TITLE, [(self._key_name(b), b.description) for b in bindings]))
         dialogs = [("Enter", "next field / submit"), ("Esc", "cancel, close"), ("y / n", "yes / no")]

@@ -146,4 +146,14 @@ async def scenario() -> dict[str, float]:
         await until(pilot, lambda: people.cursor_row == PEOPLE - 1, "scrolling the People list")
         timings["people scroll to end"] = time.perf_counter() - started
         assert people.get_row_at(people.cursor_row)[1] == f"p-{PEOPLE - 1:05d}"
+
+        await pilot.press("slash")  # People has a search too: by name or id
+        started = time.perf_counter()
+        await pilot.press(*"0777")
+        expected_people = sorted(f"p-{n:05d}" for n in range(PEOPLE) if "0777" in f"{name(n)}\np-{n:05d}".casefold())
+        await until(pilot, lambda: people.row_count == len(expected_people), "the People search")
+        timings["people search (4 keys)"] = time.perf_counter() - started
+        assert sorted(shown(people)) == expected_people and "p-00777" in expected_people
+        await pilot.press("enter", "escape")  # back to the list, then clear the search
+        await until(pilot, lambda: people.row_count == PEOPLE, "clearing the People search")
     return timings

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from tui.protocol import Console
 from tui.widgets.tables import TableSync
@@ -63,3 +64,55 @@ class View(Vertical):
             tables[0].focus()
         else:
             self.focus()
+
+
+class Searchable(View):
+    """A view with a search box over its table: ``/`` opens it, typing narrows the rows, Esc clears it.
+
+    Subclasses yield :meth:`search_box` in ``compose`` and filter their rows with :meth:`matches` in ``redraw``.
+    """
+
+    SEARCH_ID: ClassVar[str] = ""
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "search", "Search"),
+        Binding("escape", "clear_search", "Clear search", show=False),
+    ]
+
+    def __init__(self, console: Console, id: str | None = None) -> None:
+        super().__init__(console, id=id)
+        self.query_text = ""
+
+    def search_box(self, placeholder: str) -> Input:
+        """The search input (hidden until ``/``)."""
+        box = Input(placeholder=placeholder, id=self.SEARCH_ID, classes="search")
+        box.display = False
+        return box
+
+    def matches(self, *texts: str) -> bool:
+        """Whether a row with these texts passes the search (case-insensitive substring of any of them)."""
+        needle = self.query_text.casefold()
+        return not needle or needle in "\n".join(texts).casefold()
+
+    def action_search(self) -> None:
+        box = self.query_one(f"#{self.SEARCH_ID}", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_search(self) -> None:
+        box = self.query_one(f"#{self.SEARCH_ID}", Input)
+        box.value = ""
+        self.query_text = ""
+        box.display = False
+        self.focus_main()
+        self.redraw()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == self.SEARCH_ID:
+            self.query_text = event.value.strip()
+            self.redraw()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == self.SEARCH_ID:
+            if not event.value.strip():
+                event.input.display = False
+            self.focus_main()

@@ -11,15 +11,16 @@ from textual.widgets import Label
 
 from tui.protocol import Console
 from tui.replies import parse_time, rows_of
-from tui.views.base import View
+from tui.views.base import Searchable
 from tui.widgets.tables import local_time
 
 
-class PeopleView(View):
+class PeopleView(Searchable):
     """Everyone enrolled; enrol from photos or at a door, remove with confirmation."""
 
     TITLE = "People"
     KEY = "u"
+    SEARCH_ID = "people-search"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "new_person", "New person"),
         Binding("g", "enrol_at_device", "Enrol at door"),
@@ -30,8 +31,10 @@ class PeopleView(View):
         super().__init__(console, id="people")
         self.people: list[dict[str, Any]] = []
         self.loaded = False
+        self._drawn: tuple[int, str] | None = None
 
     def compose(self) -> ComposeResult:
+        yield self.search_box("search name or id; Enter: back to the list, Esc: clear")
         yield Label("n new person from photos   g enrol at a door   Del remove", id="people-hint")
         yield self.table(
             "people-table",
@@ -50,8 +53,10 @@ class PeopleView(View):
             self.redraw(force=True)
 
     def redraw(self, force: bool = False) -> None:
-        if not force:
+        drawn = (id(self.people), self.query_text)  # a new reply is a new list; the search narrows it
+        if drawn == self._drawn and not force:
             return
+        self._drawn = drawn
         now = self.console.clock()
         self.sync.sync(
             {
@@ -62,14 +67,19 @@ class PeopleView(View):
                     local_time(parse_time(p.get("created_at")), self.console.zone, now),
                 )
                 for p in self.people
+                if self.matches(str(p.get("name")), str(p["person_id"]))
             }
         )
+        hint = self.query_one("#people-hint", Label)
         if self.loaded and not self.people:
-            self.query_one("#people-hint", Label).update("Nobody enrolled yet. n: new person from photos.")
-        else:
-            self.query_one("#people-hint", Label).update(
-                f"{len(self.people)} people   n new from photos   g enrol at a door   Del remove"
+            hint.update("Nobody enrolled yet. n: new person from photos.")
+        elif self.query_text:
+            hint.update(
+                f"showing {self.sync.table.row_count} of {len(self.people)} (search: {self.query_text!r})   "
+                "/ search  Esc clear"
             )
+        else:
+            hint.update(f"{len(self.people)} people   / search   n new from photos   g enrol at a door   Del remove")
 
     def current(self) -> dict[str, Any] | None:
         """The person under the cursor."""

@@ -6,36 +6,32 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Input, Label
+from textual.widgets import Label
 
 from tui.protocol import Console
 from tui.replies import rows_of
-from tui.views.base import View
+from tui.views.base import Searchable
 from tui.widgets.tables import local_time
 
 STATE_WORDS = {"in": "IN", "out": "OUT", "unknown": "UNKNOWN"}
 
 
-class PresenceView(View):
+class PresenceView(Searchable):
     """Everyone with in/out, since when and at which door; filter and search."""
 
     TITLE = "Presence"
     KEY = "p"
+    SEARCH_ID = "presence-search"
     FILTERS: ClassVar[tuple[str, ...]] = ("all", "in", "out", "unknown")
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "search", "Search"),
-        Binding("f", "cycle_filter", "Filter in/out"),
-        Binding("escape", "clear_search", "Clear search", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("f", "cycle_filter", "Filter in/out")]
 
     def __init__(self, console: Console) -> None:
         super().__init__(console, id="presence")
         self.filter = "all"
-        self.query_text = ""
         self._drawn: tuple[int, str, str, str] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="search name, id or door; Enter: back to the list, Esc: clear", id="presence-search")
+        yield self.search_box("search name, id or door; Enter: back to the list, Esc: clear")
         yield Label("", id="presence-filter")
         yield self.table(
             "presence-table",
@@ -44,7 +40,6 @@ class PresenceView(View):
         )
 
     def on_mount(self) -> None:
-        self.query_one("#presence-search", Input).display = False
         self.redraw(force=True)
 
     def load(self) -> None:
@@ -68,13 +63,12 @@ class PresenceView(View):
         if key == self._drawn and not force:
             return
         self._drawn = key
-        needle = self.query_text.casefold()
         desired: dict[str, tuple[str, ...]] = {}
         board = self.console.live.presence()
         for entry in board:
             if self.filter != "all" and entry.state != self.filter:
                 continue
-            if needle and needle not in f"{entry.name}\n{entry.person_id}\n{entry.door or ''}".casefold():
+            if not self.matches(entry.name, entry.person_id, entry.door or ""):
                 continue
             desired[entry.person_id] = (
                 entry.name,
@@ -90,30 +84,6 @@ class PresenceView(View):
             f"showing {len(desired)} of {total} (filter: {self.filter}){search}   / search  f filter"
         )
 
-    def action_search(self) -> None:
-        search = self.query_one("#presence-search", Input)
-        search.display = True
-        search.focus()
-
     def action_cycle_filter(self) -> None:
         self.filter = self.FILTERS[(self.FILTERS.index(self.filter) + 1) % len(self.FILTERS)]
         self.redraw()
-
-    def action_clear_search(self) -> None:
-        search = self.query_one("#presence-search", Input)
-        search.value = ""
-        self.query_text = ""
-        search.display = False
-        self.query_one("#presence-table", DataTable).focus()
-        self.redraw()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id == "presence-search":
-            self.query_text = event.value.strip()
-            self.redraw()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "presence-search":
-            if not event.value.strip():
-                event.input.display = False
-            self.query_one("#presence-table", DataTable).focus()
