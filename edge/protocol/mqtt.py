@@ -34,6 +34,20 @@ class Received:
     retain: bool
 
 
+class _ReconnectAttemptsAreNotErrors(logging.Filter):
+    """paho's "Client is not connected", which it logs at ERROR on every reconnect attempt, moved to DEBUG.
+
+    While the broker is away that line came every 2 s of an outage, for hours; the link already says once that it is
+    reconnecting, and the device's health tells the outage.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 class PublishFailed(RuntimeError):
     """paho refused to queue a publish (for example: payload too large, or the link is stopped)."""
 
@@ -93,7 +107,10 @@ class MqttLink:
             clean_session=clean_session,
             protocol=paho.MQTTv311,
         )
-        client.enable_logger(logging.getLogger(f"rollcall.mqtt.paho.{client_id}"))
+        paho_log = logging.getLogger(f"rollcall.mqtt.paho.{client_id}")
+        if not any(isinstance(f, _ReconnectAttemptsAreNotErrors) for f in paho_log.filters):
+            paho_log.addFilter(_ReconnectAttemptsAreNotErrors())
+        client.enable_logger(paho_log)
         client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
         # paho's default of 20 unacknowledged QoS 1 publishes would throttle an outbox draining after an outage.
         client.max_inflight_messages_set(max_inflight)

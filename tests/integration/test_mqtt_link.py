@@ -213,3 +213,28 @@ def test_embedded_broker_serves_retained_state_and_qos1(embedded_broker: TestBro
         assert received.wait_for(lambda ms: len(ms) == 1, 5)
     assert received.messages[0].retain
     assert wire.decode(received.messages[0].topic, received.messages[0].payload)[1] == presence
+
+
+def test_reconnect_attempts_while_the_broker_is_away_are_not_logged_as_errors(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import socket
+
+    from edge.protocol.config import MqttSettings
+
+    with socket.socket() as closed:  # a port nobody listens on: every attempt is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    caplog.set_level(logging.DEBUG, logger="rollcall.mqtt")
+    link = MqttLink(MqttSettings(host="127.0.0.1", port=port, reconnect_min_s=1, reconnect_max_s=1), client_id="away")
+    link.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum("not connected" in r.getMessage() for r in caplog.records) < 2:
+            time.sleep(0.1)
+    finally:
+        link.stop()
+    attempts = [r for r in caplog.records if "Client is not connected" in r.getMessage()]
+    assert len(attempts) >= 2, "paho did not try again while the broker was away"
+    # Before the fix each attempt (every 2 s of an outage, for hours) was an ERROR line in the device's log.
+    assert {r.levelname for r in attempts} == {"DEBUG"}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
