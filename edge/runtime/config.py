@@ -16,6 +16,9 @@ class OutboxSettings(Section):
     max_mb: Annotated[float, Field(gt=0)] = 256.0
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 100
     resend_after_s: PositiveFloat = 10.0
+    max_send_per_s: Annotated[float, Field(gt=0, le=100_000)] = 800.0
+    """Messages (events and their snapshots) a second the device sends at most, catching up after an outage: under
+    the hub's ``ingest.sender_messages_per_s`` (1,000), so a backlog never trips the hub's flood guard."""
 
 
 class HealthSettings(Section):

@@ -67,6 +67,7 @@ class DeviceService(ABC):
             self.link,
             max_in_flight=outbox.max_in_flight,
             resend_after_s=outbox.resend_after_s,
+            max_send_per_s=outbox.max_send_per_s,
         )
 
     @abstractmethod

@@ -37,13 +37,18 @@ class OutboxPublisher:
         *,
         max_in_flight: int = 100,
         resend_after_s: float = 10.0,
+        max_send_per_s: float = 800.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.outbox = outbox
         self.link = link
         self.max_in_flight = max_in_flight
         self.resend_after_s = resend_after_s
+        self.max_send_per_s = max_send_per_s
         self._clock = clock
+        # A token bucket of one second's sends: a backlog goes out at max_send_per_s, not as fast as acks come back.
+        self._send_tokens = max_send_per_s
+        self._tokens_at = clock()
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._in_flight: dict[str, float] = {}  # message_id -> when it was (last) published
@@ -120,12 +125,15 @@ class OutboxPublisher:
             return 0
         now = self._clock()
         self._record([], [], now)  # sends remembered while the disk was full, if it has room again
+        elapsed = max(0.0, now - self._tokens_at)
+        self._send_tokens = min(self.max_send_per_s, self._send_tokens + elapsed * self.max_send_per_s)
+        self._tokens_at = now
         with self._lock:
             # Past the resend horizon a message leaves the window; outbox.due() hands it back with backoff.
             for message_id, sent_at in list(self._in_flight.items()):
                 if now - sent_at >= self.resend_after_s:
                     del self._in_flight[message_id]
-            room = self.max_in_flight - len(self._in_flight)
+            room = min(self.max_in_flight - len(self._in_flight), int(self._send_tokens))
             waiting = set(self._in_flight)
         if room <= 0:
             return 0
@@ -141,6 +149,7 @@ class OutboxPublisher:
         try:
             for message in batch:
                 self.link.publish(message.topic, message.payload, qos=1)
+                self._send_tokens -= 1
                 sent.append(message.seq)
                 if message.attempts or message.seq in self._unrecorded:
                     self.resent += 1
@@ -154,9 +163,12 @@ class OutboxPublisher:
             for attachment in self.outbox.due_attachments(
                 self.max_in_flight + len(self._unrecorded_attachments), self.resend_after_s, now
             ):
+                if self._send_tokens < 1:
+                    break  # the rest go on a later pass, within the rate
                 unrecorded = self._unrecorded_attachments.get(attachment.message_id)
                 if self._backed_off(attachment.attempts, attachment.last_sent_at, unrecorded, now):
                     self.link.publish(attachment.topic, attachment.payload, qos=1)
+                    self._send_tokens -= 1
                     sent_attachments.append(attachment.message_id)
         except PublishFailed as exc:
             log.warning("publish refused (%s); will retry", exc)
