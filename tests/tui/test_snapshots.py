@@ -210,8 +210,11 @@ def settle(*keys: str) -> Callable[[Pilot[Any]], Any]:
         # can trail the app's redraws (two renders alike with the columns still header-wide were seen under load), so
         # wait until no table has dimensions left to update (Textual's own flag), then until two renders 0.3 s apart
         # are the same picture.
-        for _ in range(200):
-            if not any(table._require_update_dimensions for table in app.screen.query(DataTable)):
+        for _ in range(400):
+            if not any(
+                table._require_update_dimensions or table._updated_cells or table._new_rows
+                for table in app.screen.query(DataTable)
+            ):
                 break
             await pilot.pause(0.05)
         previous = app.export_screenshot()
