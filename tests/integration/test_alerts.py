@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,6 +173,32 @@ def test_home_assistant_discovery_follows_people_devices_and_births(
         finally:
             hub.stop()
             store.close()
+
+
+def test_home_assistant_gets_only_the_states_that_changed_on_each_board(
+    broker: TestBroker, start_hub: HubStarter
+) -> None:
+    from hub.homeassistant import ha_person_topics
+
+    hub = start_hub('[homeassistant]\nenabled = true\n\n[[cameras]]\ndevice = "door-1"\nrole = "entrance"\n')
+    people = {name: hub.store.add_person(name, wire.now_utc()) for name in ("Ana Costa", "Ben Ode", "Cleo Park")}
+    hub.mark_people_changed()
+    states = {name: ha_person_topics(SITE, pid)[1] for name, pid in people.items()}
+    with probe(broker, f"{SITE.base}/ha/#") as ha:
+        # The discovery pass sends every state once (retained), Ana's not_home among them.
+        assert ha.wait_for(lambda ms: {m.topic for m in ms} >= set(states.values()), 15)
+        time.sleep(0.5)
+        before = len(ha.messages)
+        for seq, name in enumerate(("Ana Costa", "Ana Costa", "Ben Ode"), start=1):
+            feed(hub, make_event(device="door-1", seq=seq, at=wire.now_utc(), person_id=people[name]))
+            time.sleep(0.4)  # one board each (they are coalesced to one each 0.2 s)
+        assert ha.wait_for(lambda ms: any(m.topic == states["Ben Ode"] and m.payload == b"home" for m in ms), 15)
+        time.sleep(0.5)
+        later = [m.topic for m in ha.messages[before:] if m.topic in states.values()]
+    # Before the fix every board re-sent every person's state: Cleo's three times, Ana's three times.
+    assert later.count(states["Ana Costa"]) == 1, later  # not_home -> home once; her second sighting changes nothing
+    assert later.count(states["Ben Ode"]) == 1, later
+    assert states["Cleo Park"] not in later, later
 
 
 def test_a_pause_set_through_the_api_gates_alerts_and_survives_a_restart(
