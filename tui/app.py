@@ -31,9 +31,10 @@ from tui.views import VIEWS, EventsView, View
 from tui.widgets.footer import KeyFooter
 from tui.widgets.modals import ConfirmScreen, FormScreen, HelpScreen, ImageScreen, ReportScreen
 from tui.widgets.tables import age
-from tui.widgets.textual_fixes import forget_styles_caches
+from tui.widgets.textual_fixes import forget_styles_caches, share_ansi_codes
 
 forget_styles_caches()
+share_ansi_codes()
 
 T = TypeVar("T")
 
