@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.cells import cell_len
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 from tui.widgets.textual_fixes import forget_stale_renders
 
@@ -96,7 +97,7 @@ class TableSync:
         that column again to see whether the column may shrink: with 5,000 rows, 50 changed cells cost 170,000
         measurements (7 s with 10,000 people). Columns here only ever widen; a refill sizes them afresh.
         """
-        found = self.table.columns.get(column)  # type: ignore[call-overload]
+        found = self.table.columns.get(ColumnKey(column))
         return found is None or cell_len(value) > found.content_width
 
     def _refill(self, desired: Mapping[str, Cells]) -> None:
