@@ -223,6 +223,9 @@ class HomeAssistantBridge:
             self._dirty.set()
         self._states_sent: dict[str, bytes] = {}
         """State and attribute topic -> the payload last published there (retained at the broker)."""
+        self._entries_sent: dict[str, wire.PresenceEntry] = {}
+        """Person id -> the board entry their states were last made from: an entry unchanged since is skipped before
+        its messages are made (encoding 20,000 of them took about 90 ms a board at 10,000 people)."""
 
     @property
     def status_topic(self) -> str:
@@ -256,13 +259,21 @@ class HomeAssistantBridge:
         """The person and device states that changed since last published (``board``: the board just published).
 
         The broker retains every state, so only changes go out: with 10,000 people each board sent 20,000 retained
-        messages, five boards a second during a morning rush. :meth:`publish_discovery` sends them all again.
+        messages, up to ten boards a second during a morning rush. :meth:`publish_discovery` sends them all again.
         """
         if not self.enabled:
             return
         devices = [(d.id, d.status == "online", d.last_seen) for d in self.context.store.list_devices()]
+        board = board or self.presence(now)
+        sent = self._entries_sent
+        moved = []
+        for entry in board.people:
+            before = sent.get(entry.person_id)
+            if before is not entry and before != entry:  # the board hands out the same entry until it changes
+                sent[entry.person_id] = entry
+                moved.append(entry)
         changed = []
-        for message in ha_state_messages(self.context.topics, board or self.presence(now), devices):
+        for message in ha_state_messages(self.context.topics, board.model_copy(update={"people": moved}), devices):
             if self._states_sent.get(message.topic) != message.payload:
                 self._states_sent[message.topic] = message.payload
                 changed.append(message)
@@ -275,12 +286,14 @@ class HomeAssistantBridge:
         devices = [(d.id, d.name or d.id) for d in store.list_devices()]
         self._publish(ha_discovery_messages(self.context.topics, people, devices, self.prefix))
         self._states_sent.clear()  # Home Assistant (re)started or entities changed: every state goes out again
+        self._entries_sent.clear()
         self.publish_states(now)
 
     def forget_person(self, person_id: str) -> None:
         """After an erasure: Home Assistant drops the person's entity, and the broker its retained states."""
         if self.enabled:
             removal = ha_removal_messages(self.context.topics, person_id, self.prefix)
+            self._entries_sent.pop(person_id, None)
             for message in removal:
                 self._states_sent.pop(message.topic, None)  # nothing of them is kept, not even a topic
             self._publish(removal)

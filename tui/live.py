@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -28,6 +29,73 @@ AREAS: tuple[Area, ...] = ("presence", "alerts", "devices", "events", "screens",
 EVENTS_KEPT = 500
 RESOLVED_ALERTS_KEPT = 500
 """Resolved alerts kept for the Alerts view, the newest; open and acknowledged ones are all kept."""
+BOARD_DECODE_EVERY_S = 0.25
+"""The least time between two presence boards decoded. During a rush the hub publishes a board up to ten times a
+second, and validating one of 10,000 rows takes about 0.1 s: decoding each would keep a core busy and hold up every
+other message behind it. Nobody reads a board faster than four times a second, so a newer board replaces one that
+waits."""
+
+
+class LatestBoard:
+    """Decodes the newest presence board on its own thread, at most once each ``every_s``; newer boards replace older.
+
+    MQTT's network thread only hands the board over (``offer``), so alerts, events and health are never stuck behind
+    a large board; a board that arrives while another waits replaces it (the newest state is all the TUI shows).
+    """
+
+    def __init__(self, handle: Callable[[Received], None], every_s: float = BOARD_DECODE_EVERY_S) -> None:
+        self._handle = handle
+        self.every_s = every_s
+        self._waiting: Received | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.replaced = 0
+        """Boards dropped unread because a newer one came first."""
+
+    def start(self) -> None:
+        """Start the decoding thread (idempotent)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="tui-board-decoder", daemon=True)
+            self._thread.start()
+
+    def offer(self, message: Received) -> None:
+        """Queue ``message`` for decoding, in place of any board still waiting."""
+        with self._lock:
+            if self._waiting is not None:
+                self.replaced += 1
+            self._waiting = message
+        self._wake.set()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Decode what waits, then end the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _take(self) -> Received | None:
+        with self._lock:
+            message, self._waiting = self._waiting, None
+            return message
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            message = self._take()
+            if message is not None:
+                started = time.monotonic()
+                try:
+                    self._handle(message)
+                except Exception:
+                    log.exception("could not apply a presence board")
+                if not self._stop.is_set():
+                    self._stop.wait(max(0.0, self.every_s - (time.monotonic() - started)))
+            if self._stop.is_set() and self._waiting is None:
+                return
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +179,13 @@ class LiveState:
         self.connected = False
         self._connection_listeners: list[Callable[[bool], None]] = []
         self.link: MqttLink | None = None
+        self.boards = LatestBoard(self.handle_message)
+        """Presence boards from the broker are decoded here, the newest only (see :data:`BOARD_DECODE_EVERY_S`)."""
         if settings is not None:
             self.link = MqttLink(
                 settings,
                 client_id=client_id,
-                on_message=self.handle_message,
+                on_message=self.receive,
                 on_connection_change=self.handle_connection,
                 clean_session=True,
             )
@@ -142,12 +212,14 @@ class LiveState:
     def start(self) -> None:
         """Start connecting in the background (returns at once, also when the broker is down)."""
         if self.link is not None:
+            self.boards.start()
             self.link.start()
 
     def stop(self) -> None:
         """Disconnect."""
         if self.link is not None:
             self.link.stop()
+            self.boards.stop()
 
     def on_connection_change(self, listener: Callable[[bool], None]) -> None:
         """Call ``listener(connected)`` whenever the broker connection goes up or down (on the network thread)."""
@@ -174,6 +246,13 @@ class LiveState:
         self.publish(self.topics.agent_command(agent), command, qos=1)
 
     # --- input -------------------------------------------------------------------------------------------------
+
+    def receive(self, message: Received) -> None:
+        """From the broker: presence boards go to :attr:`boards` (the newest is decoded), the rest are applied now."""
+        if message.topic == self.topics.hub_presence():
+            self.boards.offer(message)
+        else:
+            self.handle_message(message)
 
     def handle_message(self, message: Received) -> None:
         """Decode one message and apply it; a message that breaks the contract is counted and dropped."""
