@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", nargs="?", default="wire", choices=list(TARGETS), help="what to measure")
     parser.add_argument("--seconds", type=float, default=60.0, help="agent: how long to run (60)")
     parser.add_argument("--minutes", type=float, default=30.0, help="soak: how long to run (30)")
+    parser.add_argument(
+        "--switch-every",
+        type=float,
+        default=None,
+        help="soak: seconds between two TUI view switches (default: 30, or a twelfth of a shorter run, at least 5)",
+    )
     parser.add_argument("--events", type=int, default=10_000, help="link: events queued before the drain (10000)")
     parser.add_argument("--clip", choices=["door", "street"], default="door", help="edge: which clip (door)")
     parser.add_argument(

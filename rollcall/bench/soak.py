@@ -253,13 +253,28 @@ def _sample(samples: Samples, elapsed: float) -> None:
     samples.fds.append(fds)
 
 
+def default_switch_s(duration_s: float) -> float:
+    """Seconds between view switches: 30 (as a supervisor might), or a twelfth of a shorter run, at least 5."""
+    return min(30.0, max(5.0, duration_s / 12))
+
+
 def bench_soak(
-    minutes: float, model_dir: Path, faces: Path, *, interval_s: float = 5.0, progress: bool = True
+    minutes: float,
+    model_dir: Path,
+    faces: Path,
+    *,
+    interval_s: float = 5.0,
+    switch_every_s: float | None = None,
+    progress: bool = True,
 ) -> dict[str, object]:
-    """Run the system for ``minutes``, sampling every ``interval_s``; the figures per process and the worst growth."""
+    """Run the system for ``minutes``, sampling every ``interval_s``; the figures per process and the worst growth.
+
+    The TUI switches views every ``switch_every_s`` (see :func:`default_switch_s`); a short interval packs hours of a
+    supervisor's switching into minutes, to see where the TUI's memory levels off.
+    """
     duration = minutes * 60.0
     interval = min(interval_s, max(1.0, duration / 30))  # at least 30 samples, even in a one-minute run
-    switch_every = min(30.0, max(5.0, duration / 12))
+    switch_every = default_switch_s(duration) if switch_every_s is None else switch_every_s
     with tempfile.TemporaryDirectory(prefix="rollcall-soak-") as scratch:
         system = _System(Path(scratch), model_dir, faces)
         try:
@@ -267,7 +282,7 @@ def bench_soak(
             series = {name: Samples(name, pid) for name, pid in system.pids().items()}
             started = time.monotonic()
             next_switch = switch_every
-            view = 0
+            view = switches = 0
             steps = int(duration / interval)
             with Progress(
                 f"soak: sampling {len(series)} processes every {interval:.0f} s", steps, enabled=progress
@@ -277,12 +292,15 @@ def bench_soak(
                     for samples in series.values():
                         if not samples.exited:
                             _sample(samples, elapsed)
-                    while elapsed >= next_switch:
+                    bar.advance()
+                    next_sample = started + step * interval
+                    while (switch_at := started + next_switch) < next_sample:  # the switches before the next sample
+                        time.sleep(max(0.0, switch_at - time.monotonic()))
                         view = (view + 1) % len(VIEW_KEYS)
                         system.press(VIEW_KEYS[view])
+                        switches += 1
                         next_switch += switch_every
-                    bar.advance()
-                    time.sleep(max(0.0, started + step * interval - time.monotonic()))
+                    time.sleep(max(0.0, next_sample - time.monotonic()))
         finally:
             system.close()
     warm_up = warm_up_s(duration)
@@ -293,6 +311,7 @@ def bench_soak(
         "warm_up_s": warm_up,
         "interval_s": interval,
         "view_switch_s": switch_every,
+        "view_switches": switches,
         "max_growth_mb_per_h": worst,
         "processes": per_process,
     }
@@ -306,12 +325,13 @@ def _data_dir(variable: str, fallback: str) -> Path:
 def _measure(args: argparse.Namespace) -> Figures:
     model_dir = args.model_dir or _data_dir("ROLLCALL_MODEL_DIR", "models")
     faces = args.faces or _data_dir("ROLLCALL_FACES_DIR", "faces")
-    return bench_soak(args.minutes, model_dir, faces)
+    return bench_soak(args.minutes, model_dir, faces, switch_every_s=args.switch_every)
 
 
 def _report(figures: Figures, args: argparse.Namespace) -> list[str]:
     lines = [
-        f"  growth per hour after a {figures['warm_up_s']:.0f} s warm-up (least-squares line through the samples):"
+        f"  the TUI switched views every {figures['view_switch_s']:g} s ({figures['view_switches']} switches)",
+        f"  growth per hour after a {figures['warm_up_s']:.0f} s warm-up (least-squares line through the samples):",
     ]
     for name, proc in figures["processes"].items():
         gone = "  EXITED during the soak" if proc["exited"] else ""
@@ -327,6 +347,11 @@ def _report(figures: Figures, args: argparse.Namespace) -> list[str]:
 def _check(args: argparse.Namespace) -> str | None:
     if args.minutes < 1:
         return "rollcall bench soak: --minutes must be at least 1 (a line through fewer samples says nothing)"
+    if args.switch_every is not None and not 1 <= args.switch_every <= 3600:
+        return (
+            f"rollcall bench soak: --switch-every {args.switch_every:g} is out of range: give 1 to 3600 seconds "
+            "(a switch needs about a second to draw)"
+        )
     for option, variable in (("--model-dir", "ROLLCALL_MODEL_DIR"), ("--faces", "ROLLCALL_FACES_DIR")):
         value = getattr(args, option.removeprefix("--").replace("-", "_"))
         if value is None and not os.environ.get(variable):

@@ -19,7 +19,7 @@ def test_a_one_minute_soak_samples_every_process(model_dir: Path, faces_dir: Pat
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     env.pop("DISPLAY", None)  # its own Xvfb, never the desktop of whoever runs the tests
     run = subprocess.run(
-        [sys.executable, "-m", "rollcall.cli", "bench", "soak", "--minutes", "1", "--json"],
+        [sys.executable, "-m", "rollcall.cli", "bench", "soak", "--minutes", "1", "--switch-every", "2", "--json"],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -35,6 +35,9 @@ def test_a_one_minute_soak_samples_every_process(model_dir: Path, faces_dir: Pat
         assert process["samples"] >= 10, f"{name}: too few samples after the warm-up"
         assert process["rss_end_mb"] > 0 and process["fds_end"] > 0
         assert f"  {name:<7} RSS" in run.stdout, "one line per process for the person reading"
+    assert figures["view_switch_s"] == 2.0
+    assert 25 <= figures["view_switches"] <= 30, "a switch every 2 s, between the samples too"
+    assert "switched views every 2 s" in run.stdout
     assert figures["max_growth_mb_per_h"] == max(p["growth_mb_per_h"] for p in figures["processes"].values())
     assert "soak: sampling 5 processes" in run.stderr, "progress is shown while it runs"
 
@@ -51,3 +54,17 @@ def test_the_soak_refuses_less_than_a_minute() -> None:
     )
     assert run.returncode == 2
     assert "--minutes must be at least 1" in run.stderr
+
+
+def test_the_soak_refuses_a_switch_interval_out_of_range() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "rollcall.cli", "bench", "soak", "--switch-every", "0.1"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "--switch-every 0.1 is out of range" in run.stderr
