@@ -572,7 +572,9 @@ def disk_full(root: Path, scale: float) -> Result:
                     door.wait(10)
             reckon(result, site, [ledger], fault_ends=[freed], recover="resume")
         handed_out, refused = _outbox_numbers(ledger.outbox)
-        result.produced = handed_out - refused
+        # A message the full disk refused never got a number (its transaction rolled back); it is counted in
+        # ``refused``, not in what the outbox handed out, so subtracting it made ``produced`` negative (-2).
+        result.produced = handed_out
         result.stored = sum(1 for row in stored_events(site.database) if row.device == "door-1")
         result.lost = max(0, result.produced - result.stored)
         result.extra["refused"] = refused
