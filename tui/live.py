@@ -29,23 +29,31 @@ AREAS: tuple[Area, ...] = ("presence", "alerts", "devices", "events", "screens",
 EVENTS_KEPT = 500
 RESOLVED_ALERTS_KEPT = 500
 """Resolved alerts kept for the Alerts view, the newest; open and acknowledged ones are all kept."""
-BOARD_DECODE_EVERY_S = 0.25
-"""The least time between two presence boards decoded. During a rush the hub publishes a board up to ten times a
-second, and validating one of 10,000 rows takes about 0.1 s: decoding each would keep a core busy and hold up every
-other message behind it. Nobody reads a board faster than four times a second, so a newer board replaces one that
-waits."""
+BOARD_REST_RATIO = 3.0
+"""After decoding a presence board, the decoder rests this many times as long as the decode took (at most
+``BOARD_REST_MAX_S``) before the next: decoding takes at most a quarter of a core. During a rush the hub publishes a
+board up to ten times a second, and validating one of 10,000 rows takes about 0.1 s, so decoding each would keep a
+core busy; a newer board replaces one that waits. A small site's board (milliseconds) waits next to nothing."""
+BOARD_REST_MAX_S = 0.25
+"""The longest rest between two boards (nobody reads a board faster than four times a second)."""
 
 
 class LatestBoard:
-    """Decodes the newest presence board on its own thread, at most once each ``every_s``; newer boards replace older.
+    """Decodes the newest presence board on its own thread, resting between decodes; newer boards replace older.
 
     MQTT's network thread only hands the board over (``offer``), so alerts, events and health are never stuck behind
     a large board; a board that arrives while another waits replaces it (the newest state is all the TUI shows).
     """
 
-    def __init__(self, handle: Callable[[Received], None], every_s: float = BOARD_DECODE_EVERY_S) -> None:
+    def __init__(
+        self,
+        handle: Callable[[Received], None],
+        rest_ratio: float = BOARD_REST_RATIO,
+        rest_max_s: float = BOARD_REST_MAX_S,
+    ) -> None:
         self._handle = handle
-        self.every_s = every_s
+        self.rest_ratio = rest_ratio
+        self.rest_max_s = rest_max_s
         self._waiting: Received | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -92,8 +100,9 @@ class LatestBoard:
                     self._handle(message)
                 except Exception:
                     log.exception("could not apply a presence board")
+                took = time.monotonic() - started
                 if not self._stop.is_set():
-                    self._stop.wait(max(0.0, self.every_s - (time.monotonic() - started)))
+                    self._stop.wait(min(self.rest_max_s, self.rest_ratio * took))
             if self._stop.is_set() and self._waiting is None:
                 return
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ def test_a_board_offered_while_another_waits_replaces_it_and_stop_decodes_the_la
         release.wait(5)
         handled.append(message.payload)
 
-    boards = LatestBoard(slow, every_s=0.0)
+    boards = LatestBoard(slow, rest_ratio=0.0)
     boards.start()
     boards.offer(Received("board", b"1", 1, True))
     assert busy.wait(5)  # board 1 is being decoded; 2, 3 and 4 arrive meanwhile
@@ -52,20 +53,40 @@ def test_a_board_offered_while_another_waits_replaces_it_and_stop_decodes_the_la
     assert handled == [b"1", b"4"] and boards.replaced == 2
 
 
-def test_boards_are_decoded_at_most_once_each_interval() -> None:
-    decoded: list[float] = []
-    boards = LatestBoard(lambda message: decoded.append(time.monotonic()), every_s=0.2)
+def _decode_times(offer_every_s: float, decode_s: float, rest_max_s: float) -> list[float]:
+    """Offer boards for a second, each decode taking ``decode_s``; when each decode started."""
+    started: list[float] = []
+
+    def decode(message: Received) -> None:
+        started.append(time.monotonic())
+        time.sleep(decode_s)
+
+    boards = LatestBoard(decode, rest_ratio=3.0, rest_max_s=rest_max_s)
     boards.start()
     try:
         deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:  # a board each 10 ms for a second: a hundred offered
+        while time.monotonic() < deadline:
             boards.offer(Received("board", b"x", 1, True))
-            time.sleep(0.01)
+            time.sleep(offer_every_s)
     finally:
         boards.stop()
-    gaps = [later - earlier for earlier, later in itertools.pairwise(decoded)]
-    assert 2 <= len(decoded) <= 7, decoded  # about five; never one per offer
-    assert min(gaps) >= 0.19
+    return started
+
+
+def test_the_decoder_rests_three_times_as_long_as_a_decode_took_at_most_the_cap() -> None:
+    # A 50 ms board: 150 ms of rest, so at most one decode each 200 ms (a quarter of a core), never one per offer.
+    # The last gap is left out: stop() cuts the rest short to decode the board still waiting.
+    gaps = [b - a for a, b in itertools.pairwise(_decode_times(0.01, 0.05, rest_max_s=1.0))][:-1]
+    assert gaps and min(gaps) >= 0.19, gaps
+    assert len(gaps) <= 5
+    # A 100 ms board: the rest is capped at 120 ms, not 300 ms (decodes 220 ms apart, not 400).
+    capped = [b - a for a, b in itertools.pairwise(_decode_times(0.01, 0.1, rest_max_s=0.12))][:-1]
+    assert capped and min(capped) >= 0.21 and statistics.median(capped) < 0.35, capped
+
+
+def test_small_boards_wait_next_to_nothing() -> None:
+    # A board of a small site decodes in microseconds: boards offered each 20 ms are each decoded.
+    assert len(_decode_times(0.02, 0.0, rest_max_s=0.25)) >= 30
 
 
 def test_a_rush_of_large_boards_over_the_broker_ends_on_the_newest_and_other_messages_still_arrive(
