@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -77,18 +77,31 @@ class TableSync:
                 continue
             self.rows[key] = cells
             changed = True
-        if 0 < len(new_keys) <= 100:
-            # add_row sizes auto-width columns later, on idle, and a sort in between can lose that: widen for a small
-            # batch now (a large first fill is left to the table, where per-cell sizing would cost seconds).
-            for key in new_keys:
-                for column, cell in zip(self.keys, desired[key], strict=True):
-                    if self._widens(column, cell):
-                        table.update_cell(key, column, cell, update_width=True)
+        if new_keys:
+            self._fit_columns(desired[key] for key in new_keys)
         if added:
             self.apply_sort()
         if changed:
             forget_stale_renders(table)
         return changed
+
+    def _fit_columns(self, rows: Iterable[Cells]) -> None:
+        """Widen the columns to the new rows' cells now, not on the table's next idle.
+
+        DataTable sizes the columns of added rows on idle, and its cached cell renders do not depend on the width: a
+        frame drawn in between (a busy app, a slow machine) could keep cells cut to the header's width. Seen as a
+        People view with header-wide columns, one run in three. Columns here only ever widen; a refill starts afresh.
+        """
+        widest = [0] * len(self.keys)
+        for cells in rows:
+            for index, cell in enumerate(cells):
+                width = cell_len(cell)
+                if width > widest[index]:
+                    widest[index] = width
+        for key, width in zip(self.keys, widest, strict=True):
+            column = self.table.columns.get(ColumnKey(key))
+            if column is not None and width > column.content_width:
+                column.content_width = width
 
     def _widens(self, column: str, value: str) -> bool:
         """Whether ``value`` is wider than its column's content: only then is the cell sized.
@@ -111,6 +124,7 @@ class TableSync:
         self.rows = dict(desired)
         for key, cells in desired.items():
             table.add_row(*cells, key=key)
+        self._fit_columns(desired.values())
         self.refills += 1
         self.apply_sort()
         if cursor is not None and cursor in self.rows:
